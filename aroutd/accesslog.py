@@ -1,0 +1,69 @@
+"""The access log (SPEC §11): one JSON line per request on stderr.
+
+Fields are filled in as the request goes; :func:`format_line` turns a record
+into a line. Never a credential: paths go through ``redact_query_key`` before
+they get here, and only key ids and wallet accounts are recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+__all__ = ["AccessRecord", "event", "format_line", "write"]
+
+
+@dataclass(slots=True, kw_only=True)
+class AccessRecord:
+    time: float  # wall clock, seconds since the epoch
+    request_id: str = ""
+    client: str = ""
+    method: str = ""
+    path: str = ""  # with query values of `key` redacted
+    status: int = 0
+    auth_method: str | None = None
+    key_id: str | None = None
+    wallet: str | None = None
+    tenant: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    upstream: str | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    ttfb_ms: float | None = None
+    duration_ms: float = 0.0
+    usage: dict[str, int] | None = None
+    cost: float | None = None
+    error: str | None = None  # our own error message, when we answered with one
+
+
+def format_line(rec: AccessRecord) -> str:
+    data: dict[str, Any] = asdict(rec)
+    data["time"] = datetime.fromtimestamp(rec.time, UTC).isoformat(timespec="milliseconds")
+    return json.dumps(data, separators=(",", ":")) + "\n"
+
+
+def write(rec: AccessRecord, stream: TextIO | None = None) -> None:
+    out = stream if stream is not None else sys.stderr
+    try:
+        out.write(format_line(rec))
+    except (OSError, ValueError):
+        pass  # a closed or broken log must not take requests down
+
+
+def event(name: str, stream: TextIO | None = None, **fields: Any) -> None:
+    """A daemon event (start, reload, drain...) as one JSON line, like the access log."""
+    data = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "event": name,
+        **fields,
+    }
+    out = stream if stream is not None else sys.stderr
+    try:
+        out.write(json.dumps(data, separators=(",", ":"), default=str) + "\n")
+        out.flush()
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,87 @@
+"""The command line (SPEC §1): serve, check, keys new, keys hash, mock-upstream.
+
+Exit codes: 0 success, 1 invalid config / key table or startup failure, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = "config/aroutd.toml"
+
+
+def _config_path(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("AROUTD_CONFIG") or DEFAULT_CONFIG)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aroutd", description="authenticating edge for LLM APIs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the daemon in the foreground")
+    serve.add_argument("--config", help=f"config file (default $AROUTD_CONFIG or {DEFAULT_CONFIG})")
+
+    check = sub.add_parser("check", help="validate the config and key table")
+    check.add_argument("--config", help=f"config file (default $AROUTD_CONFIG or {DEFAULT_CONFIG})")
+
+    keys = sub.add_parser("keys", help="make and hash keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser("new", help="print a fresh key and its [[keys]] entry")
+    new.add_argument("--tenant", required=True)
+    new.add_argument("--type", choices=["api", "management"], default="api")
+    new.add_argument("--id", dest="key_id")
+    keys_sub.add_parser("hash", help="read a key on stdin, print its sha256 hex")
+
+    demo = sub.add_parser("demo", help="the quick start: mock upstream + daemon + a fresh key")
+    demo.add_argument("--config", default="config/demo.toml")
+
+    mock = sub.add_parser("mock-upstream", help="a fake OpenAI/Anthropic/Gemini upstream")
+    mock.add_argument("--listen", default="127.0.0.1:9999")
+    mock.add_argument("--delay-ms", type=float, default=0.0)
+    mock.add_argument("--event-delay-ms", type=float, default=0.0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        from .daemon import run
+
+        return run(_config_path(args.config))
+    if args.command == "check":
+        from .keys import check_paths
+
+        path = _config_path(args.config)
+        problems = check_paths(path)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if not problems:
+            print(f"{path}: ok")
+        return 1 if problems else 0
+    if args.command == "keys":
+        from .keys import keys_hash_output, keys_new_output
+
+        if args.keys_command == "new":
+            key, entry = keys_new_output(tenant=args.tenant, key_type=args.type, key_id=args.key_id)
+            print(key)
+            print()
+            print(entry)
+            return 0
+        print(keys_hash_output(sys.stdin.read()))
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(Path(args.config))
+    if args.command == "mock-upstream":
+        from .mock_upstream import main as mock_main
+
+        mock_args = ["--listen", args.listen, "--delay-ms", str(args.delay_ms)]
+        mock_args += ["--event-delay-ms", str(args.event_delay_ms)]
+        return mock_main(mock_args)
+    return 2

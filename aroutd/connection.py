@@ -1,0 +1,271 @@
+"""One client HTTP/1.1 connection: an h11 server state machine bound to a trio stream.
+
+This is the only place that turns client bytes into h11 events and back. It
+knows the limits of SPEC §2 ``[server]`` that are about bytes and framing; the
+timeouts are cancel scopes owned by the caller (server.py), as trio wants.
+
+Rules kept here:
+- the head may not exceed ``max_header_bytes``, counted both by h11 while it is
+  incomplete and again on the complete head, since h11 accepts an oversized head
+  that arrives whole in one read (SPEC §12);
+- the body may not exceed ``max_body_bytes`` (Content-Length checked before
+  reading, chunked bodies counted as they arrive);
+- ``Expect: 100-continue`` is answered only when the body is actually wanted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import h11
+import trio
+
+from .errors import BadRequest, HeaderTooLarge, HTTPError, PayloadTooLarge, RequestTimeout
+from .framing import check_request_framing
+
+__all__ = ["ClientConnection", "ClientGone"]
+
+RECEIVE_SIZE = 65536
+Headers = list[tuple[bytes, bytes]]
+
+
+class ClientGone(Exception):
+    """The client closed or broke the connection; nothing more can be sent."""
+
+
+class ClientConnection:
+    def __init__(self, stream: trio.abc.Stream, *, max_header_bytes: int) -> None:
+        self.stream = stream
+        self.max_header_bytes = max_header_bytes
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
+        self._closed = False
+        self._content_length: int | None = None  # of the current request
+        self.stall_timeout_s: float | None = None  # while reading a body: 408 after this silence
+
+    # -- receiving -------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        try:
+            if self.stall_timeout_s is None:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            else:
+                with trio.fail_after(self.stall_timeout_s):
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+        except trio.TooSlowError:
+            raise RequestTimeout("request body timeout", close=True) from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        self.conn.receive_data(data)
+
+    def has_buffered_data(self) -> bool:
+        """True when bytes of a next request are already here (h11's buffer)."""
+        return bool(self.conn.trailing_data[0])
+
+    async def wait_readable(self) -> bool:
+        """Wait for the first byte of the next request; False on EOF."""
+        if self.has_buffered_data():
+            return True
+        if self.conn.trailing_data[1]:
+            return False
+        await self._receive()
+        return not self.conn.trailing_data[1] or self.has_buffered_data()
+
+    async def wait_closed(self) -> bool:
+        """While a response is relayed: return True as soon as the client goes away.
+
+        Bytes that arrive meanwhile (a pipelined next request) are handed to h11,
+        which keeps them for the next cycle; past a bound we stop reading (and so
+        stop watching) rather than buffer without limit.
+        """
+        buffered = 0
+        while buffered <= self.max_header_bytes:
+            try:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self.conn.receive_data(b"")
+                return True
+            buffered += len(data)
+            self.conn.receive_data(data)
+        await trio.sleep_forever()
+        return False  # not reached
+
+    async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise _protocol_error(exc) from None
+            if event is h11.NEED_DATA:
+                if self.conn.they_are_waiting_for_100_continue:
+                    await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+                await self._receive()
+                continue
+            return event  # type: ignore[return-value]
+
+    async def next_request(self) -> h11.Request | None:
+        """The next request head, or None when the client closed cleanly between requests."""
+        event = await self._next_event()
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):
+            raise BadRequest("malformed request", close=True)
+        head_size = len(event.target) + len(event.method) + sum(
+            len(n) + len(v) + 4 for n, v in event.headers.raw_items()
+        )
+        if head_size > self.max_header_bytes:
+            raise HeaderTooLarge("request header fields too large", close=True)
+        raw = list(event.headers.raw_items())
+        check_request_framing(raw)
+        # framing.py has made sure there is at most one distinct, numeric value
+        self._content_length = next(
+            (int(v.split(b",")[0]) for n, v in raw if n.lower() == b"content-length"), None
+        )
+        return event
+
+    async def read_body(self, max_body_bytes: int, *, stall_timeout_s: float) -> bytes:
+        """The whole request body, at most ``max_body_bytes`` (413 beyond).
+
+        A body that stalls for ``stall_timeout_s`` is a 408 (SPEC §2 body_timeout_s).
+        """
+        self.stall_timeout_s = stall_timeout_s
+        try:
+            return await self._read_body(max_body_bytes)
+        finally:
+            self.stall_timeout_s = None
+
+    async def _read_body(self, max_body_bytes: int) -> bytes:
+        length = self._content_length
+        if length is not None and length > max_body_bytes:
+            raise PayloadTooLarge("request body too large", close=True)
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > max_body_bytes:
+                    raise PayloadTooLarge("request body too large", close=True)
+                parts.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)
+            else:  # ConnectionClosed mid-body
+                raise ClientGone()
+
+    def body_pending(self) -> bool:
+        """True when the client may still be sending this request's body."""
+        return self.conn.their_state is h11.SEND_BODY
+
+    async def discard_body(self, limit: int) -> bool:
+        """Read and drop up to ``limit`` body bytes so the connection can be reused."""
+        if self.conn.they_are_waiting_for_100_continue:
+            return False  # it will not send until told to: nothing to drain, cannot reuse
+        size = 0
+        while self.conn.their_state is h11.SEND_BODY:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > limit:
+                    return False
+            elif not isinstance(event, h11.EndOfMessage):
+                return False
+        return True
+
+    # -- sending ---------------------------------------------------------------
+
+    async def _send(self, event: h11.Event) -> None:
+        data = self.conn.send(event)
+        if data:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise ClientGone() from None
+
+    async def send_head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        await self._send(h11.Response(status_code=status, headers=list(headers)))
+
+    async def send_data(self, data: bytes) -> None:
+        if data:
+            await self._send(h11.Data(data=data))
+
+    async def send_end(self) -> None:
+        await self._send(h11.EndOfMessage())
+
+    async def send_response(
+        self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """A complete response with a Content-Length body."""
+        hdrs = [*headers, (b"content-length", str(len(body)).encode())]
+        data = self.conn.send(h11.Response(status_code=status, headers=hdrs))
+        data = (data or b"") + (self.conn.send(h11.Data(data=body)) or b"") if body else data
+        data = (data or b"") + (self.conn.send(h11.EndOfMessage()) or b"")
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ClientGone() from None
+
+    async def send_error(
+        self, err: HTTPError, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
+        """The JSON error envelope (SPEC §13), when a response can still be started."""
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        headers: Headers = [(b"content-type", b"application/json")]
+        headers += [(k.encode(), v.encode()) for k, v in err.headers]
+        headers += list(extra_headers)
+        if err.close:
+            headers.append((b"connection", b"close"))
+        try:
+            await self.send_response(err.status, headers, err.body())
+        except h11.LocalProtocolError:
+            # h11 refuses a response for a request it could not parse at all
+            # (e.g. no request line yet): write the bytes by hand.
+            await self._send_raw_error(err)
+
+    async def _send_raw_error(self, err: HTTPError) -> None:
+        body = err.body()
+        reason = _REASONS.get(err.status, "Error").encode()
+        raw = (
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (err.status, reason, len(body))
+        ) + body
+        try:
+            await self.stream.send_all(raw)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ClientGone() from None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def can_reuse(self) -> bool:
+        return (
+            self.conn.our_state is h11.DONE
+            and self.conn.their_state is h11.DONE
+            and not self._closed
+        )
+
+    def start_next_cycle(self) -> None:
+        self.conn.start_next_cycle()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await self.stream.aclose()
+
+
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    501: "Not Implemented",
+}
+
+
+def _protocol_error(exc: h11.RemoteProtocolError) -> HTTPError:
+    """Map h11's complaint to our error; its text may quote client bytes, so drop it."""
+    if exc.error_status_hint == 431:
+        return HeaderTooLarge("request header fields too large", close=True)
+    return BadRequest("malformed request", close=True)

@@ -1,0 +1,201 @@
+"""The daemon's shape: listeners, nurseries, signals (SPEC §11).
+
+The handler nursery sits outside the accept nursery (as in hypercorn's
+trio/run.py): SIGTERM cancels only the accepting, then in-flight requests get
+``drain_timeout_s`` before their scope's deadline cancels what is left, and
+the process exits 0.
+
+SIGHUP re-reads the key table in a worker thread (pure-Python parsing lets the
+event loop keep its turn under the GIL), then swaps it in with one assignment;
+a table that does not parse leaves the old one serving and logs every
+problem with file:line.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from . import accesslog
+from .auth.walletjwt import WalletTokens
+from .config import Config, load_config
+from .errors import ConfigError
+from .handler import ConnInfo
+from .keytable import load_keytable
+from .runtime import Runtime
+from .sdnotify import notify
+from .server import serve_connection
+from .store.sqlite import SqliteStore
+
+__all__ = ["Bound", "reload_keys", "run", "serve"]
+
+ACCEPT_ERROR_PAUSE_S = 0.1  # EMFILE and friends: breathe instead of spinning
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """Where the daemon listens, reported through task_status once it serves."""
+
+    addresses: tuple[tuple[str, int], ...]
+
+
+def _wallet_tokens(cfg: Config) -> WalletTokens | None:
+    return WalletTokens.from_config(cfg) if cfg.wallet.enabled else None
+
+
+async def _open_listeners(cfg: Config) -> list[trio.SocketListener]:
+    listeners: list[trio.SocketListener] = []
+    for host, port in cfg.server.listen:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = trio.socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if cfg.server.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        await sock.bind((host, port))
+        sock.listen(min(4096, socket.SOMAXCONN))
+        listeners.append(trio.SocketListener(sock))
+    return listeners
+
+
+async def _accept_loop(
+    rt: Runtime, listener: trio.SocketListener, handlers: trio.Nursery
+) -> None:
+    limit = rt.config.server.max_connections
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            accesslog.event("accept_error", errno=exc.errno)
+            await trio.sleep(ACCEPT_ERROR_PAUSE_S)
+            continue
+        if rt.open_connections >= limit:
+            # SPEC §2 max_connections: beyond it, close at accept
+            await trio.aclose_forcefully(stream)
+            continue
+        try:
+            peer = stream.socket.getpeername()
+        except OSError:
+            await trio.aclose_forcefully(stream)
+            continue
+        rt.open_connections += 1
+        handlers.start_soon(_serve_one, rt, stream, ConnInfo(peer_ip=peer[0], proto="http"))
+
+
+async def _serve_one(rt: Runtime, stream: trio.abc.Stream, info: ConnInfo) -> None:
+    try:
+        await serve_connection(rt, stream, info)
+    finally:
+        rt.open_connections -= 1
+
+
+async def reload_keys(rt: Runtime) -> bool:
+    """SIGHUP: parse off the event loop, swap atomically, keep the old table on error."""
+    notify("RELOADING=1", "STATUS=reloading the key table")
+    path = rt.config.keys.file
+    started = trio.current_time()
+    try:
+        table = await trio.to_thread.run_sync(load_keytable, path)
+    except ConfigError as exc:
+        rt.reloads_failed += 1
+        accesslog.event("reload", result="error", problems=list(exc.problems))
+        notify("READY=1", "STATUS=serving (reload failed, old key table kept)")
+        return False
+    rt.keytable = table
+    rt.reloads_ok += 1
+    accesslog.event(
+        "reload",
+        result="ok",
+        keys=len(table.by_digest),
+        seconds=round(trio.current_time() - started, 3),
+    )
+    notify("READY=1", f"STATUS=serving {len(table.by_digest)} keys")
+    return True
+
+
+async def _signals(rt: Runtime, accept_scope: trio.CancelScope) -> None:
+    reloading = False
+
+    async def reload_task() -> None:
+        nonlocal reloading
+        try:
+            await reload_keys(rt)
+        finally:
+            reloading = False
+
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    if not reloading:  # a reload already running will see the newest file
+                        reloading = True
+                        nursery.start_soon(reload_task)
+                else:
+                    accesslog.event("shutdown", signal=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    accept_scope.cancel()
+                    return
+
+
+async def serve(
+    cfg: Config, *, task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and return."""
+    keytable = await trio.to_thread.run_sync(load_keytable, cfg.keys.file)
+    store = SqliteStore.open(cfg.state.path)
+    try:
+        rt = Runtime.build(cfg, keytable, store, _wallet_tokens(cfg))
+        listeners = await _open_listeners(cfg)
+        bound = Bound(tuple(_sockname(ln) for ln in listeners))
+        async with trio.open_nursery() as handlers:
+            async with trio.open_nursery() as accepting:
+                for listener in listeners:
+                    accepting.start_soon(_accept_loop, rt, listener, handlers)
+                accepting.start_soon(_signals, rt, accepting.cancel_scope)
+                accesslog.event(
+                    "listening",
+                    addresses=[f"{_fmt(h)}:{p}" for h, p in bound.addresses],
+                    keys=len(keytable.by_digest),
+                )
+                notify("READY=1", f"STATUS=serving {len(keytable.by_digest)} keys")
+                task_status.started(bound)
+            for listener in listeners:
+                await listener.aclose()
+            notify("STOPPING=1")
+            rt.start_draining()
+            drain_s = cfg.server.drain_timeout_s
+            handlers.cancel_scope.deadline = trio.current_time() + drain_s
+            accesslog.event("draining", connections=rt.open_connections, timeout_s=drain_s)
+        await rt.aclose()
+    finally:
+        store.close()
+    accesslog.event("stopped")
+
+
+def _sockname(listener: trio.SocketListener) -> tuple[str, int]:
+    name = listener.socket.getsockname()
+    return str(name[0]), int(name[1])
+
+
+def _fmt(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def run(config_path: Path) -> int:
+    """`aroutd serve`: load, serve, drain; the exit code."""
+    try:
+        cfg = load_config(config_path)
+        trio.run(serve, cfg)
+    except ConfigError as exc:
+        accesslog.event("config_error", problems=list(exc.problems))
+        return 1
+    except OSError as exc:
+        accesslog.event("startup_error", error=f"{type(exc).__name__}: {exc.strerror}")
+        return 1
+    return 0
+

@@ -1,0 +1,344 @@
+"""One request, from its head to the last byte of its answer.
+
+The order is the contract's (SPEC §4-§6), and each step is a pure function
+from the core; this module only sequences them and does the I/O:
+
+    head ─ built-in? ─ protected? ─ held back (429)? ─ credential ─ principal
+         ─ endpoint kind ─ body (≤ max_body_bytes) ─ model ─ route + scope
+         ─ upstream head ─ pooled upstream request ─ relay, chunk by chunk
+
+While the answer is relayed, the client's side of the socket is watched: a
+client that goes away cancels its upstream request at once (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import h11
+import trio
+
+from . import accesslog
+from .accesslog import AccessRecord
+from .connection import ClientConnection, ClientGone
+from .credentials import extract_credential, redact_query_key, strip_query_key
+from .auth.signin import sign_in
+from .errors import (
+    BadRequest,
+    HTTPError,
+    MethodNotAllowed,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
+from .forwarding import client_address, request_id_from, response_headers, upstream_request_headers
+from .policy import (
+    authorize_endpoint,
+    authorize_model,
+    principal_for_key,
+    principal_for_wallet,
+)
+from .principal import Principal
+from .routing import match_route, request_model, resolve, rewrite_body_model
+from .runtime import Runtime
+from .upstream import UpstreamBroken, UpstreamPool
+
+__all__ = ["ConnInfo", "handle_request"]
+
+PROTECTED_PREFIXES = (b"/v1/", b"/v1beta/", b"/api/v1/")
+JSON_HEADERS = [(b"content-type", b"application/json")]
+DISCARD_LIMIT_BYTES = 65536  # a refused request's body smaller than this is read so the
+# connection can be kept; a larger one closes the connection instead
+
+
+@dataclass(frozen=True, slots=True)
+class ConnInfo:
+    peer_ip: str
+    proto: str  # "http" | "https": what the client used to reach us
+
+
+class _Cut(Exception):
+    """The response was started and cannot be finished: close the connection."""
+
+
+async def handle_request(
+    rt: Runtime, client: ClientConnection, req: h11.Request, info: ConnInfo
+) -> bool:
+    """Answer one request. Returns False when the connection must be closed."""
+    started = time.perf_counter()
+    rec = AccessRecord(time=time.time(), method=req.method.decode("ascii", "replace"))
+    rec.path = redact_query_key(req.target)
+    headers = list(req.headers.raw_items())
+    rid = request_id_from(headers) or secrets.token_hex(16)
+    rec.request_id = rid
+    rid_header = (b"x-request-id", rid.encode())
+    keep = True
+    try:
+        await _dispatch(rt, client, req, headers, info, rid, rec)
+    except HTTPError as err:
+        rec.status, rec.error = err.status, err.message
+        extra = [rid_header]
+        if err.close or rt.draining.is_set():
+            keep = False
+        elif client.body_pending():
+            with trio.move_on_after(rt.config.server.body_timeout_s):
+                keep = await client.discard_body(DISCARD_LIMIT_BYTES)
+            keep = keep and not client.body_pending()
+        if not keep:
+            extra.append((b"connection", b"close"))
+        await client.send_error(err, extra)
+    except _Cut:
+        keep = False
+    finally:
+        rec.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        if rec.client == "":
+            rec.client = info.peer_ip
+        accesslog.write(rec)
+    return keep and client.can_reuse()
+
+
+async def _dispatch(
+    rt: Runtime,
+    client: ClientConnection,
+    req: h11.Request,
+    headers: list[tuple[bytes, bytes]],
+    info: ConnInfo,
+    rid: str,
+    rec: AccessRecord,
+) -> None:
+    cfg = rt.config
+    raw_path, _, query = req.target.partition(b"?")
+    if raw_path == b"/healthz":
+        await _send_json(client, rt, rec, rid, 200, {"status": "ok"})
+        return
+    if raw_path == b"/v1/x402/auth":
+        await _wallet_sign_in(rt, client, req, headers, rid, rec)
+        return
+    path = raw_path.decode("ascii", "replace")
+    route = match_route(cfg.routes, path)
+    builtin = _builtin_kind(raw_path)
+    if route is None and builtin is None and not raw_path.startswith(PROTECTED_PREFIXES):
+        raise NotFound("not found")
+
+    client_ip, peer_trusted = _client_address(rt, info, headers)
+    rec.client = client_ip
+    principal = _authenticate(rt, headers, query, client_ip, rec)
+    if builtin is not None:
+        authorize_endpoint(principal, builtin)
+        # The management API, /v1/key and /api/v1/balance come with the state
+        # store's keys and usage; until then these paths are not served.
+        raise NotFound("not found")
+    authorize_endpoint(principal, "inference")
+    if route is None:
+        raise NotFound("not found")
+
+    body = await client.read_body(cfg.server.max_body_bytes, stall_timeout_s=cfg.server.body_timeout_s)
+    rec.bytes_in = len(body)
+    model = request_model(resolve(route, path, None, rt.providers).upstream_path, body)
+    match = resolve(route, path, model, rt.providers)
+    rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
+    authorize_model(principal, match.provider, match.canonical_model)
+    if match.forward_model is not None:
+        body = rewrite_body_model(body, match.forward_model)
+
+    pool = rt.pools[match.upstream]
+    up = pool.config
+    target = (up.base_path + match.upstream_path).encode()
+    stripped = strip_query_key(query)
+    if stripped:
+        target += b"?" + stripped
+    up_headers = upstream_request_headers(
+        headers,
+        upstream=up,
+        principal=principal,
+        client_addr=client_ip,
+        peer_trusted=peer_trusted,
+        proto=info.proto,
+        request_id=rid,
+        content_length=len(body) if body or req.method not in (b"GET", b"HEAD") else None,
+    )
+    await _relay(rt, client, pool, req.method, target, up_headers, body, rid, rec)
+
+
+def _builtin_kind(raw_path: bytes) -> str | None:
+    """The endpoint kind of a built-in path under /v1 or /api/v1 (SPEC §2, §7)."""
+    if raw_path == b"/api/v1/keys" or raw_path.startswith(b"/api/v1/keys/"):
+        return "management"
+    if raw_path in (b"/v1/key", b"/api/v1/key", b"/api/v1/balance"):
+        return "self"
+    return None
+
+
+def _client_address(
+    rt: Runtime, info: ConnInfo, headers: list[tuple[bytes, bytes]]
+) -> tuple[str, bool]:
+    trusted = rt.config.server.trusted_proxies
+    if not trusted:
+        return info.peer_ip, False
+    return client_address(info.peer_ip, headers, trusted)
+
+
+def _authenticate(
+    rt: Runtime,
+    headers: list[tuple[bytes, bytes]],
+    query: bytes,
+    client_ip: str,
+    rec: AccessRecord,
+) -> Principal:
+    """The principal of this request, or the 401/429 to answer (SPEC §4, §12)."""
+    mono = time.monotonic()
+    wait_s = rt.auth_failures.retry_after(client_ip, mono)
+    if wait_s is not None:
+        raise TooManyRequests(
+            "too many failed authentication attempts", headers=[("Retry-After", str(wait_s))]
+        )
+    try:
+        principal = _principal(rt, headers, query)
+    except Unauthorized:
+        rt.auth_failures.record_failure(client_ip, mono)
+        raise
+    rec.auth_method = principal.method
+    rec.key_id, rec.wallet, rec.tenant = principal.key_id, principal.wallet, principal.tenant
+    return principal
+
+
+def _principal(rt: Runtime, headers: list[tuple[bytes, bytes]], query: bytes) -> Principal:
+    cred = extract_credential(
+        headers, query, allow_query_key=rt.config.server.allow_query_key
+    )
+    if cred is None:
+        raise Unauthorized("missing or invalid Authorization header")
+    if cred.kind == "jwt":
+        if rt.tokens is None:
+            raise Unauthorized("invalid or expired token")
+        account = rt.tokens.verify(cred.value, time.time())
+        return principal_for_wallet(account, rt.config.wallet, cred.method)
+    if cred.kind in ("api", "management"):
+        table = rt.keytable
+        entry = table.lookup(cred.digest)
+        if (
+            entry is not None
+            and entry.type == cred.kind
+            and entry.usable(datetime.now(UTC))
+            and entry.tenant in table.tenants
+        ):
+            return principal_for_key(entry, table.tenants[entry.tenant], cred.method)
+    raise Unauthorized("invalid api key")
+
+
+async def _wallet_sign_in(
+    rt: Runtime,
+    client: ClientConnection,
+    req: h11.Request,
+    headers: list[tuple[bytes, bytes]],
+    rid: str,
+    rec: AccessRecord,
+) -> None:
+    if rt.tokens is None or rt.signin is None:
+        raise NotFound("not found")
+    if req.method != b"POST":
+        raise MethodNotAllowed("method not allowed", headers=[("Allow", "POST")])
+    values = [v for n, v in headers if n == b"sign-in-with-x"]
+    if len(values) != 1:
+        raise BadRequest("missing or invalid SIGN-IN-WITH-X header")
+    # The SDKs send no body; one that comes is read and ignored (bounded).
+    await client.read_body(DISCARD_LIMIT_BYTES, stall_timeout_s=rt.config.server.body_timeout_s)
+    tokens, settings, store = rt.tokens, rt.signin, rt.store
+    answer = await trio.to_thread.run_sync(
+        lambda: sign_in(
+            values[0], settings=settings, store=store, tokens=tokens, now=datetime.now(UTC)
+        )
+    )
+    rec.wallet = answer.get("tenant_id")
+    await _send_json(client, rt, rec, rid, 200, answer)
+
+
+async def _send_json(
+    client: ClientConnection, rt: Runtime, rec: AccessRecord, rid: str, status: int, obj: object
+) -> None:
+    body = json.dumps(obj, separators=(",", ":")).encode()
+    headers = [*JSON_HEADERS, (b"x-request-id", rid.encode())]
+    if rt.draining.is_set():
+        headers.append((b"connection", b"close"))
+    await client.send_response(status, headers, body)
+    rec.status, rec.bytes_out = status, len(body)
+
+
+async def _relay(
+    rt: Runtime,
+    client: ClientConnection,
+    pool: UpstreamPool,
+    method: bytes,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    rid: str,
+    rec: AccessRecord,
+) -> None:
+    """Send the request upstream and relay the answer as it arrives (SPEC §6).
+
+    Before the head is relayed, failures are our JSON errors (502/504). After
+    it, the client's response is cut off (no final chunk) so it sees an error,
+    never a truncated success.
+    """
+    t0 = time.perf_counter()
+    gone = False
+    failure: HTTPError | _Cut | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def watch_client() -> None:
+            nonlocal gone
+            if await client.wait_closed():
+                gone = True
+                nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_client)
+        try:
+            await _forward(rt, client, pool, method, target, headers, body, rid, rec, t0)
+        except (HTTPError, _Cut) as exc:
+            # raised outside the nursery, so it is not wrapped in an ExceptionGroup
+            failure = exc
+        finally:
+            nursery.cancel_scope.cancel()
+    if gone:
+        rec.error = "client gone"
+        raise _Cut()
+    if failure is not None:
+        raise failure
+
+
+async def _forward(
+    rt: Runtime,
+    client: ClientConnection,
+    pool: UpstreamPool,
+    method: bytes,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    rid: str,
+    rec: AccessRecord,
+    t0: float,
+) -> None:
+    try:
+        async with pool.request(method, target, headers, body) as resp:
+            out = response_headers(resp.headers, request_id=rid)
+            if rt.draining.is_set():
+                out.append((b"connection", b"close"))
+            rec.status = resp.status
+            await client.send_head(resp.status, out)
+            rec.ttfb_ms = round((time.perf_counter() - t0) * 1000, 3)
+            try:
+                async for chunk in resp.iter_body():
+                    await client.send_data(chunk)
+                    rec.bytes_out += len(chunk)
+            except UpstreamBroken:
+                rec.error = "upstream broke mid-response"
+                raise _Cut() from None
+            await client.send_end()
+    except ClientGone:
+        rec.error = "client gone"
+        raise _Cut() from None

@@ -1,0 +1,218 @@
+"""Pooled HTTP/1.1 client connections to the configured upstreams (SPEC §6).
+
+One :class:`UpstreamPool` per ``[upstreams.NAME]``: idle keep-alive connections
+are kept up to ``pool_size``; https uses the system trust store plus
+``ca_file``. The request body is always in hand (server.py buffers it to find
+the model), so a pooled connection that fails before any response byte is
+retried once on a fresh connection, as SPEC §6 allows.
+
+Foreign exceptions (OSError, trio's, h11's) are mapped here, at this one
+boundary, to :class:`UpstreamFailed` (502) and :class:`UpstreamTimeout` (504);
+mid-body failures surface as :class:`UpstreamBroken` so the caller can cut the
+client's response instead of finishing it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import h11
+import trio
+
+from .config import UpstreamConfig
+from .errors import BadGateway, GatewayTimeout
+
+__all__ = ["UpstreamBroken", "UpstreamPool", "UpstreamResponse"]
+
+RECEIVE_SIZE = 65536
+Headers = list[tuple[bytes, bytes]]
+
+
+class UpstreamBroken(Exception):
+    """The upstream failed after the response head was relayed."""
+
+
+def UpstreamFailed() -> BadGateway:  # noqa: N802 - reads as an error name at raise sites
+    return BadGateway("upstream request failed")
+
+
+def UpstreamTimeout() -> GatewayTimeout:  # noqa: N802
+    return GatewayTimeout("upstream timeout")
+
+
+class _Conn:
+    __slots__ = ("h11", "stream")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await trio.aclose_forcefully(self.stream)
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    headers: Headers
+    _conn: _Conn
+    _pool: UpstreamPool
+    _done: bool = False
+
+    async def iter_body(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive; UpstreamBroken if the upstream dies or stalls."""
+        read_timeout = self._pool.config.read_timeout_s
+        while True:
+            try:
+                with trio.fail_after(read_timeout):
+                    event = await _next_event(self._conn)
+            except (trio.TooSlowError, _Failure):
+                raise UpstreamBroken() from None
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self._done = True
+                return
+            else:
+                raise UpstreamBroken()
+
+
+class _Failure(Exception):
+    """Transport or protocol failure on an upstream connection (internal)."""
+
+
+async def _next_event(conn: _Conn) -> h11.Event:
+    while True:
+        try:
+            event = conn.h11.next_event()
+        except h11.RemoteProtocolError:
+            raise _Failure() from None
+        if event is h11.NEED_DATA:
+            try:
+                data = await conn.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                raise _Failure() from None
+            try:
+                conn.h11.receive_data(data)
+            except RuntimeError:
+                raise _Failure() from None
+            continue
+        if isinstance(event, h11.ConnectionClosed):
+            raise _Failure()
+        return event  # type: ignore[return-value]
+
+
+class UpstreamPool:
+    def __init__(self, config: UpstreamConfig) -> None:
+        self.config = config
+        self._idle: list[_Conn] = []
+        self._ssl: ssl.SSLContext | None = None
+        if config.scheme == "https":
+            ctx = ssl.create_default_context()
+            if config.ca_file is not None:
+                ctx.load_verify_locations(cafile=str(config.ca_file))
+            ctx.set_alpn_protocols(["http/1.1"])
+            self._ssl = ctx
+        default_port = 443 if config.scheme == "https" else 80
+        self.host_header = (
+            config.host if config.port == default_port else f"{_host_literal(config.host)}:{config.port}"
+        ).encode()
+
+    async def _connect(self) -> _Conn:
+        cfg = self.config
+        try:
+            with trio.fail_after(cfg.connect_timeout_s):
+                stream: trio.abc.Stream = await trio.open_tcp_stream(cfg.host, cfg.port)
+                if self._ssl is not None:
+                    tls = trio.SSLStream(stream, self._ssl, server_hostname=cfg.host)
+                    await tls.do_handshake()
+                    stream = tls
+        except trio.TooSlowError:
+            raise UpstreamFailed() from None
+        except (OSError, trio.BrokenResourceError, ssl.SSLError):
+            raise UpstreamFailed() from None
+        return _Conn(stream)
+
+    async def _send_request(
+        self, conn: _Conn, method: bytes, target: bytes, headers: Headers, body: bytes
+    ) -> h11.Response:
+        try:
+            data = conn.h11.send(h11.Request(method=method, target=target, headers=headers))
+            data = (data or b"") + (conn.h11.send(h11.Data(data=body)) or b"") if body else data
+            data = (data or b"") + (conn.h11.send(h11.EndOfMessage()) or b"")
+            await conn.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            raise _Failure() from None
+        while True:
+            with trio.fail_after(self.config.read_timeout_s):
+                event = await _next_event(conn)
+            if isinstance(event, h11.Response):
+                return event
+            if not isinstance(event, h11.InformationalResponse):
+                raise _Failure()
+
+    @asynccontextmanager
+    async def request(
+        self, method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
+    ) -> AsyncIterator[UpstreamResponse]:
+        """Send one request; yield the response with its body to iterate.
+
+        The connection goes back to the pool only when the body was read to its
+        end and both sides agree to keep it alive; otherwise it is closed.
+        """
+        hdrs = list(headers)
+        conn: _Conn | None = None
+        head: h11.Response | None = None
+        for attempt in (0, 1):
+            pooled = bool(self._idle) and attempt == 0
+            conn = self._idle.pop() if pooled else await self._connect()
+            try:
+                head = await self._send_request(conn, method, target, hdrs, body)
+                break
+            except trio.TooSlowError:
+                await conn.aclose()
+                raise UpstreamTimeout() from None
+            except _Failure:
+                await conn.aclose()
+                if not pooled:
+                    raise UpstreamFailed() from None
+            except BaseException:
+                await conn.aclose()
+                raise
+        assert conn is not None and head is not None
+        resp = UpstreamResponse(
+            status=head.status_code, headers=list(head.headers.raw_items()), _conn=conn, _pool=self
+        )
+        try:
+            yield resp
+        finally:
+            self._release(resp)
+            if not resp._done:
+                await conn.aclose()
+
+    def _release(self, resp: UpstreamResponse) -> None:
+        conn = resp._conn
+        if not resp._done:
+            return
+        if (
+            conn.h11.our_state is h11.DONE
+            and conn.h11.their_state is h11.DONE
+            and len(self._idle) < self.config.pool_size
+        ):
+            conn.h11.start_next_cycle()
+            self._idle.append(conn)
+        else:
+            resp._done = False  # tells the caller to close it
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.aclose()
+
+
+def _host_literal(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,340 @@
+"""Test support: an in-process daemon on loopback, a scriptable fake upstream, a tiny client.
+
+The fake upstream is a real h11 server on 127.0.0.1 that records every request
+it receives, so tests assert on exactly what was forwarded. Its behaviour is
+chosen by the request path (see ``FakeUpstream._answer``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import h11
+import trio
+
+from aroutd.config import (
+    Config,
+    KeysConfig,
+    RouteConfig,
+    ServerConfig,
+    StateConfig,
+    UpstreamConfig,
+    WalletConfig,
+    X402Config,
+)
+from aroutd.daemon import Bound, serve
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass
+class Recorded:
+    method: bytes
+    target: bytes
+    headers: Headers
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        values = [v for n, v in self.headers if n.lower() == name]
+        return values[0] if values else None
+
+    def names(self) -> set[bytes]:
+        return {n for n, _ in self.headers}
+
+
+@dataclass
+class FakeUpstream:
+    port: int = 0
+    requests: list[Recorded] = field(default_factory=list)
+    connections: int = 0
+    cancelled: trio.Event = field(default_factory=trio.Event)
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self.port)
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                req = await _next(conn, stream)
+                if not isinstance(req, h11.Request):
+                    return
+                body = b""
+                while True:
+                    ev = await _next(conn, stream)
+                    if isinstance(ev, h11.Data):
+                        body += ev.data
+                    elif isinstance(ev, h11.EndOfMessage):
+                        break
+                    else:
+                        return
+                rec = Recorded(req.method, req.target, list(req.headers.raw_items()), body)
+                self.requests.append(rec)
+                if not await self._answer(conn, stream, rec):
+                    return
+                if conn.our_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+            return
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, rec: Recorded) -> bool:
+        path = rec.target.split(b"?")[0]
+
+        async def send(*events: h11.Event) -> None:
+            data = b"".join(conn.send(e) or b"" for e in events)
+            await stream.send_all(data)
+
+        if path.endswith(b"/close-before-head"):
+            return False
+        if path.endswith(b"/slow-head"):
+            await trio.sleep_forever()
+        if path.endswith(b"/sse"):
+            await send(h11.Response(status_code=200, headers=[(b"content-type", b"text/event-stream")]))
+            for i in range(5):
+                await send(h11.Data(data=b"data: {\"n\": %d}\n\n" % i))
+                await trio.sleep(0.05)
+            await send(h11.Data(data=b"data: [DONE]\n\n"), h11.EndOfMessage())
+            return True
+        if path.endswith(b"/hang-mid-body"):
+            await send(h11.Response(status_code=200, headers=[(b"content-type", b"text/event-stream")]),
+                       h11.Data(data=b"data: first\n\n"))
+            # returns when the proxy closes its upstream connection
+            while await stream.receive_some(65536):
+                pass
+            self.cancelled.set()
+            return False
+        if path.endswith(b"/die-mid-body"):
+            await send(h11.Response(status_code=200, headers=[(b"content-length", b"100")]),
+                       h11.Data(data=b"x" * 10))
+            return False
+        if path.endswith(b"/status-418"):
+            body = b'{"error":{"message":"teapot","type":"upstream"}}'
+            await send(
+                h11.Response(status_code=418, headers=[(b"content-type", b"application/json"),
+                                                       (b"content-length", str(len(body)).encode())]),
+                h11.Data(data=body), h11.EndOfMessage())
+            return True
+        body = json.dumps({
+            "method": rec.method.decode(), "target": rec.target.decode(),
+            "body": rec.body.decode("utf-8", "replace"),
+        }).encode()
+        await send(
+            h11.Response(status_code=200, headers=[
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-upstream", b"fake"),
+                (b"connection", b"keep-alive, x-drop-me"),
+                (b"x-drop-me", b"1"),
+            ]),
+            h11.Data(data=body), h11.EndOfMessage())
+        return True
+
+
+async def _next(conn: h11.Connection, stream: trio.SocketStream) -> h11.Event:
+    while True:
+        ev = conn.next_event()
+        if ev is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+            continue
+        return ev  # type: ignore[return-value]
+
+
+def new_key(prefix: str = "lr_live_") -> str:
+    return prefix + secrets.token_hex(24)
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class Keys:
+    api: str = field(default_factory=new_key)
+    narrow: str = field(default_factory=new_key)  # openai/gpt-4o-mini only
+    mgmt: str = field(default_factory=lambda: new_key("lr_mgmt_"))
+    disabled: str = field(default_factory=new_key)
+    expired: str = field(default_factory=new_key)
+
+    def table(self) -> str:
+        return f"""
+[tenants.acme]
+allowed_providers = ["openai", "anthropic", "google"]
+
+[[keys]]
+id = "main"
+tenant = "acme"
+sha256 = "{sha(self.api)}"
+
+[[keys]]
+id = "narrow"
+tenant = "acme"
+sha256 = "{sha(self.narrow)}"
+allowed_providers = ["openai"]
+allowed_models = ["openai/gpt-4o-mini"]
+
+[[keys]]
+id = "admin"
+tenant = "acme"
+type = "management"
+sha256 = "{sha(self.mgmt)}"
+
+[[keys]]
+id = "off"
+tenant = "acme"
+sha256 = "{sha(self.disabled)}"
+disabled = true
+
+[[keys]]
+id = "old"
+tenant = "acme"
+sha256 = "{sha(self.expired)}"
+expires_at = 2001-01-01T00:00:00Z
+"""
+
+
+def make_config(tmp: Path, upstream_port: int, keys: Keys, **server: Any) -> Config:
+    (tmp / "keys.toml").write_text(keys.table())
+    up = UpstreamConfig(
+        name="fake", url=f"http://127.0.0.1:{upstream_port}", scheme="http", host="127.0.0.1",
+        port=upstream_port, base_path="", auth_header="Authorization",
+        auth_value="Bearer upstream-secret", connect_timeout_s=2, read_timeout_s=2,
+    )
+    routes = (
+        RouteConfig(pattern="/v1*/models/*:*", upstream="fake", provider="google"),
+        RouteConfig(pattern="/v1/messages*", upstream="fake", provider="anthropic"),
+        RouteConfig(prefix="/v1/", upstream="fake", provider="openai"),
+        RouteConfig(prefix="/openai/", upstream="fake", provider="openai", strip_prefix="/openai"),
+    )
+    base = ServerConfig(listen=(("127.0.0.1", 0),), admin_listen=None)
+    return Config(
+        path=tmp / "aroutd.toml",
+        server=replace(base, **server),
+        keys=KeysConfig(file=tmp / "keys.toml"),
+        state=StateConfig(path=tmp / "state" / "aroutd.db"),
+        wallet=WalletConfig(jwt_secret_file=tmp / "state" / "jwt.secret"),
+        x402=X402Config(),
+        upstreams={"fake": up},
+        routes=routes,
+        pricing={},
+    )
+
+
+@dataclass
+class Harness:
+    port: int
+    keys: Keys
+    upstream: FakeUpstream
+    config: Config
+
+
+@asynccontextmanager
+async def daemon(tmp: Path, **server: Any) -> AsyncIterator[Harness]:
+    """A fake upstream and the real daemon, both in this trio run, on loopback."""
+    async with trio.open_nursery() as nursery:
+        fake = FakeUpstream()
+        await nursery.start(fake.serve)
+        keys = Keys()
+        cfg = make_config(tmp, fake.port, keys, **server)
+        bound: Bound = await nursery.start(serve, cfg)
+        yield Harness(bound.addresses[0][1], keys, fake, cfg)
+        nursery.cancel_scope.cancel()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Headers
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        values = [v for n, v in self.headers if n.lower() == name]
+        return values[0] if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Client:
+    """A keep-alive h11 client on one connection."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.conn = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, port: int) -> AsyncIterator[Client]:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        try:
+            yield cls(stream)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def request(
+        self, method: str, target: str, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
+    ) -> Reply:
+        hdrs = [("host", "test"), *headers]
+        if body or method in ("POST", "PUT", "PATCH"):
+            hdrs.append(("content-length", str(len(body))))
+        data = self.conn.send(h11.Request(method=method, target=target, headers=hdrs)) or b""
+        if body:
+            data += self.conn.send(h11.Data(data=body)) or b""
+        data += self.conn.send(h11.EndOfMessage()) or b""
+        await self.stream.send_all(data)
+        resp = await _next(self.conn, self.stream)  # type: ignore[arg-type]
+        while isinstance(resp, h11.InformationalResponse):
+            resp = await _next(self.conn, self.stream)  # type: ignore[arg-type]
+        assert isinstance(resp, h11.Response), resp
+        out = b""
+        while True:
+            ev = await _next(self.conn, self.stream)  # type: ignore[arg-type]
+            if isinstance(ev, h11.Data):
+                out += ev.data
+            elif isinstance(ev, h11.EndOfMessage):
+                break
+            else:
+                raise AssertionError(f"unexpected {ev!r}")
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()
+        return Reply(resp.status_code, list(resp.headers.raw_items()), out)
+
+
+async def request(port: int, method: str, target: str, headers: Sequence[tuple[str, str]] = (),
+                  body: bytes = b"") -> Reply:
+    async with Client.open(port) as c:
+        return await c.request(method, target, headers, body)
+
+
+async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 3.0) -> bytes:
+    """Send raw bytes; read until the server closes (or the timeout)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    out = b""
+    try:
+        await stream.send_all(data)
+        with trio.move_on_after(read_timeout):
+            while True:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                out += chunk
+    finally:
+        await trio.aclose_forcefully(stream)
+    return out
+
+
+def bearer(key: str) -> tuple[str, str]:
+    return ("authorization", f"Bearer {key}")
