@@ -7,6 +7,7 @@ they get here, and only key ids and wallet accounts are recorded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -48,10 +49,8 @@ def format_line(rec: AccessRecord) -> str:
 
 def write(rec: AccessRecord, stream: TextIO | None = None) -> None:
     out = stream if stream is not None else sys.stderr
-    try:
+    with contextlib.suppress(OSError, ValueError):  # a broken log must not take requests down
         out.write(format_line(rec))
-    except (OSError, ValueError):
-        pass  # a closed or broken log must not take requests down
 
 
 def event(name: str, stream: TextIO | None = None, **fields: Any) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["FailedAuthLimiter", "MAX_FAILURES", "WINDOW_S"]
+__all__ = ["MAX_FAILURES", "WINDOW_S", "FailedAuthLimiter"]
 
 MAX_FAILURES = 20
 WINDOW_S = 60.0

@@ -21,7 +21,7 @@ import h11
 import trio
 
 from .errors import BadRequest, HeaderTooLarge, HTTPError, PayloadTooLarge, RequestTimeout
-from .framing import check_request_framing
+from .framing import check_header_bytes, check_request_framing
 
 __all__ = ["ClientConnection", "ClientGone"]
 
@@ -55,7 +55,7 @@ class ClientConnection:
             raise RequestTimeout("request body timeout", close=True) from None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
-        self.conn.receive_data(data)
+        self.conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
 
     def has_buffered_data(self) -> bool:
         """True when bytes of a next request are already here (h11's buffer)."""
@@ -87,7 +87,7 @@ class ClientConnection:
                 self.conn.receive_data(b"")
                 return True
             buffered += len(data)
-            self.conn.receive_data(data)
+            self.conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
         await trio.sleep_forever()
         return False  # not reached
 
@@ -111,11 +111,12 @@ class ClientConnection:
             return None
         if not isinstance(event, h11.Request):
             raise BadRequest("malformed request", close=True)
-        head_size = len(event.target) + len(event.method) + sum(
-            len(n) + len(v) + 4 for n, v in event.headers.raw_items()
+        head_size = (
+            len(event.target)
+            + len(event.method)
+            + sum(len(n) + len(v) + 4 for n, v in event.headers.raw_items())
         )
-        if head_size > self.max_header_bytes:
-            raise HeaderTooLarge("request header fields too large", close=True)
+        check_header_bytes(head_size, self.max_header_bytes)
         raw = list(event.headers.raw_items())
         check_request_framing(raw)
         # framing.py has made sure there is at most one distinct, numeric value
@@ -267,5 +268,5 @@ _REASONS = {
 def _protocol_error(exc: h11.RemoteProtocolError) -> HTTPError:
     """Map h11's complaint to our error; its text may quote client bytes, so drop it."""
     if exc.error_status_hint == 431:
-        return HeaderTooLarge("request header fields too large", close=True)
+        return HeaderTooLarge("request header too large", close=True)
     return BadRequest("malformed request", close=True)

@@ -24,9 +24,9 @@ import trio
 
 from . import accesslog
 from .accesslog import AccessRecord
+from .auth.signin import sign_in
 from .connection import ClientConnection, ClientGone
 from .credentials import extract_credential, redact_query_key, strip_query_key
-from .auth.signin import sign_in
 from .errors import (
     BadRequest,
     HTTPError,
@@ -37,6 +37,7 @@ from .errors import (
 )
 from .forwarding import client_address, request_id_from, response_headers, upstream_request_headers
 from .policy import (
+    Endpoint,
     authorize_endpoint,
     authorize_model,
     principal_for_key,
@@ -136,9 +137,14 @@ async def _dispatch(
     if route is None:
         raise NotFound("not found")
 
-    body = await client.read_body(cfg.server.max_body_bytes, stall_timeout_s=cfg.server.body_timeout_s)
+    body = await client.read_body(
+        cfg.server.max_body_bytes, stall_timeout_s=cfg.server.body_timeout_s
+    )
     rec.bytes_in = len(body)
-    model = request_model(resolve(route, path, None, rt.providers).upstream_path, body)
+    content_type = next((v for n, v in headers if n.lower() == b"content-type"), None)
+    model = request_model(
+        resolve(route, path, None, rt.providers).upstream_path, body, content_type=content_type
+    )
     match = resolve(route, path, model, rt.providers)
     rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
     authorize_model(principal, match.provider, match.canonical_model)
@@ -157,6 +163,7 @@ async def _dispatch(
         principal=principal,
         client_addr=client_ip,
         peer_trusted=peer_trusted,
+        peer_addr=info.peer_ip,
         proto=info.proto,
         request_id=rid,
         content_length=len(body) if body or req.method not in (b"GET", b"HEAD") else None,
@@ -164,12 +171,14 @@ async def _dispatch(
     await _relay(rt, client, pool, req.method, target, up_headers, body, rid, rec)
 
 
-def _builtin_kind(raw_path: bytes) -> str | None:
+def _builtin_kind(raw_path: bytes) -> Endpoint | None:
     """The endpoint kind of a built-in path under /v1 or /api/v1 (SPEC §2, §7)."""
     if raw_path == b"/api/v1/keys" or raw_path.startswith(b"/api/v1/keys/"):
         return "management"
-    if raw_path in (b"/v1/key", b"/api/v1/key", b"/api/v1/balance"):
+    if raw_path in (b"/v1/key", b"/api/v1/key"):
         return "self"
+    if raw_path == b"/api/v1/balance":
+        return "balance"
     return None
 
 
@@ -207,9 +216,7 @@ def _authenticate(
 
 
 def _principal(rt: Runtime, headers: list[tuple[bytes, bytes]], query: bytes) -> Principal:
-    cred = extract_credential(
-        headers, query, allow_query_key=rt.config.server.allow_query_key
-    )
+    cred = extract_credential(headers, query, allow_query_key=rt.config.server.allow_query_key)
     if cred is None:
         raise Unauthorized("missing or invalid Authorization header")
     if cred.kind == "jwt":

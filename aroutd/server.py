@@ -29,13 +29,11 @@ __all__ = ["serve_connection"]
 async def serve_connection(rt: Runtime, stream: trio.abc.Stream, info: ConnInfo) -> None:
     server = rt.config.server
     client = ClientConnection(stream, max_header_bytes=server.max_header_bytes)
-    rt.open_connections += 1
     try:
         first = True
         while True:
-            if not first:
-                if not await _wait_idle(rt, client, server.idle_timeout_s):
-                    return
+            if not first and not await _wait_idle(rt, client, server.idle_timeout_s):
+                return
             first = False
             with trio.move_on_after(server.header_timeout_s) as head_scope:
                 try:
@@ -57,7 +55,6 @@ async def serve_connection(rt: Runtime, stream: trio.abc.Stream, info: ConnInfo)
     except ClientGone:
         return
     finally:
-        rt.open_connections -= 1
         await client.aclose()
 
 

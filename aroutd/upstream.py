@@ -35,11 +35,11 @@ class UpstreamBroken(Exception):
     """The upstream failed after the response head was relayed."""
 
 
-def UpstreamFailed() -> BadGateway:  # noqa: N802 - reads as an error name at raise sites
+def UpstreamFailed() -> BadGateway:
     return BadGateway("upstream request failed")
 
 
-def UpstreamTimeout() -> GatewayTimeout:  # noqa: N802
+def UpstreamTimeout() -> GatewayTimeout:
     return GatewayTimeout("upstream timeout")
 
 
@@ -97,7 +97,7 @@ async def _next_event(conn: _Conn) -> h11.Event:
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 raise _Failure() from None
             try:
-                conn.h11.receive_data(data)
+                conn.h11.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
             except RuntimeError:
                 raise _Failure() from None
             continue
@@ -119,7 +119,9 @@ class UpstreamPool:
             self._ssl = ctx
         default_port = 443 if config.scheme == "https" else 80
         self.host_header = (
-            config.host if config.port == default_port else f"{_host_literal(config.host)}:{config.port}"
+            config.host
+            if config.port == default_port
+            else f"{_host_literal(config.host)}:{config.port}"
         ).encode()
 
     async def _connect(self) -> _Conn:

@@ -103,44 +103,65 @@ class FakeUpstream:
         if path.endswith(b"/slow-head"):
             await trio.sleep_forever()
         if path.endswith(b"/sse"):
-            await send(h11.Response(status_code=200, headers=[(b"content-type", b"text/event-stream")]))
+            await send(
+                h11.Response(status_code=200, headers=[(b"content-type", b"text/event-stream")])
+            )
             for i in range(5):
-                await send(h11.Data(data=b"data: {\"n\": %d}\n\n" % i))
+                await send(h11.Data(data=b'data: {"n": %d}\n\n' % i))
                 await trio.sleep(0.05)
             await send(h11.Data(data=b"data: [DONE]\n\n"), h11.EndOfMessage())
             return True
         if path.endswith(b"/hang-mid-body"):
-            await send(h11.Response(status_code=200, headers=[(b"content-type", b"text/event-stream")]),
-                       h11.Data(data=b"data: first\n\n"))
+            await send(
+                h11.Response(status_code=200, headers=[(b"content-type", b"text/event-stream")]),
+                h11.Data(data=b"data: first\n\n"),
+            )
             # returns when the proxy closes its upstream connection
             while await stream.receive_some(65536):
                 pass
             self.cancelled.set()
             return False
         if path.endswith(b"/die-mid-body"):
-            await send(h11.Response(status_code=200, headers=[(b"content-length", b"100")]),
-                       h11.Data(data=b"x" * 10))
+            await send(
+                h11.Response(status_code=200, headers=[(b"content-length", b"100")]),
+                h11.Data(data=b"x" * 10),
+            )
             return False
         if path.endswith(b"/status-418"):
             body = b'{"error":{"message":"teapot","type":"upstream"}}'
             await send(
-                h11.Response(status_code=418, headers=[(b"content-type", b"application/json"),
-                                                       (b"content-length", str(len(body)).encode())]),
-                h11.Data(data=body), h11.EndOfMessage())
+                h11.Response(
+                    status_code=418,
+                    headers=[
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                ),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            )
             return True
-        body = json.dumps({
-            "method": rec.method.decode(), "target": rec.target.decode(),
-            "body": rec.body.decode("utf-8", "replace"),
-        }).encode()
+        body = json.dumps(
+            {
+                "method": rec.method.decode(),
+                "target": rec.target.decode(),
+                "body": rec.body.decode("utf-8", "replace"),
+            }
+        ).encode()
         await send(
-            h11.Response(status_code=200, headers=[
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-upstream", b"fake"),
-                (b"connection", b"keep-alive, x-drop-me"),
-                (b"x-drop-me", b"1"),
-            ]),
-            h11.Data(data=body), h11.EndOfMessage())
+            h11.Response(
+                status_code=200,
+                headers=[
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-upstream", b"fake"),
+                    (b"connection", b"keep-alive, x-drop-me"),
+                    (b"x-drop-me", b"1"),
+                ],
+            ),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        )
         return True
 
 
@@ -209,9 +230,16 @@ expires_at = 2001-01-01T00:00:00Z
 def make_config(tmp: Path, upstream_port: int, keys: Keys, **server: Any) -> Config:
     (tmp / "keys.toml").write_text(keys.table())
     up = UpstreamConfig(
-        name="fake", url=f"http://127.0.0.1:{upstream_port}", scheme="http", host="127.0.0.1",
-        port=upstream_port, base_path="", auth_header="Authorization",
-        auth_value="Bearer upstream-secret", connect_timeout_s=2, read_timeout_s=2,
+        name="fake",
+        url=f"http://127.0.0.1:{upstream_port}",
+        scheme="http",
+        host="127.0.0.1",
+        port=upstream_port,
+        base_path="",
+        auth_header="Authorization",
+        auth_value="Bearer upstream-secret",
+        connect_timeout_s=2,
+        read_timeout_s=2,
     )
     routes = (
         RouteConfig(pattern="/v1*/models/*:*", upstream="fake", provider="google"),
@@ -313,8 +341,9 @@ class Client:
         return Reply(resp.status_code, list(resp.headers.raw_items()), out)
 
 
-async def request(port: int, method: str, target: str, headers: Sequence[tuple[str, str]] = (),
-                  body: bytes = b"") -> Reply:
+async def request(
+    port: int, method: str, target: str, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
+) -> Reply:
     async with Client.open(port) as c:
         return await c.request(method, target, headers, body)
 

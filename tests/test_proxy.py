@@ -19,6 +19,10 @@ def err(message: str, type_: str) -> dict[str, dict[str, str]]:
     return {"error": {"message": message, "type": type_}}
 
 
+def _get_head(target: str, key: str) -> str:
+    return f"GET {target} HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {key}\r\n\r\n"
+
+
 CHAT = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).encode()
 
 
@@ -32,13 +36,27 @@ async def test_healthz_needs_no_auth(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("headers", "target", "status", "message"),
     [
-        pytest.param([], "/v1/chat/completions", 401, "missing or invalid Authorization header", id="none"),
-        pytest.param([("authorization", "Basic abc")], "/v1/models", 401,
-                     "missing or invalid Authorization header", id="basic"),
-        pytest.param([bearer("lr_live_" + "0" * 48)], "/v1/models", 401, "invalid api key", id="unknown"),
+        pytest.param(
+            [], "/v1/chat/completions", 401, "missing or invalid Authorization header", id="none"
+        ),
+        pytest.param(
+            [("authorization", "Basic abc")],
+            "/v1/models",
+            401,
+            "missing or invalid Authorization header",
+            id="basic",
+        ),
+        pytest.param(
+            [bearer("lr_live_" + "0" * 48)], "/v1/models", 401, "invalid api key", id="unknown"
+        ),
         pytest.param([bearer("sk-whatever")], "/v1/models", 401, "invalid api key", id="foreign"),
-        pytest.param([bearer("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")], "/v1/models", 401,
-                     "invalid or expired token", id="bad-jwt"),
+        pytest.param(
+            [bearer("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")],
+            "/v1/models",
+            401,
+            "invalid or expired token",
+            id="bad-jwt",
+        ),
     ],
 )
 async def test_authentication_failures(
@@ -57,9 +75,13 @@ async def test_disabled_expired_and_conflicting_keys(tmp_path: Path) -> None:
         for key in (h.keys.disabled, h.keys.expired):
             r = await request(h.port, "GET", "/v1/models", [bearer(key)])
             assert r.json() == err("invalid api key", "authentication_error")
-        r = await request(h.port, "GET", "/v1/models", [bearer(h.keys.api), ("x-api-key", h.keys.narrow)])
+        r = await request(
+            h.port, "GET", "/v1/models", [bearer(h.keys.api), ("x-api-key", h.keys.narrow)]
+        )
         assert r.json() == err("conflicting credentials", "authentication_error")
-        r = await request(h.port, "GET", "/v1/models", [bearer(h.keys.api), ("x-api-key", h.keys.api)])
+        r = await request(
+            h.port, "GET", "/v1/models", [bearer(h.keys.api), ("x-api-key", h.keys.api)]
+        )
         assert r.status == 200
 
 
@@ -75,8 +97,14 @@ async def test_disabled_expired_and_conflicting_keys(tmp_path: Path) -> None:
 async def test_forwarded_request_is_clean(tmp_path: Path, how: str) -> None:
     async with daemon(tmp_path) as h:
         key = h.keys.api
-        headers = [("x-arouter-tenant", "evil"), ("x-arouter-key-id", "evil"), ("x-custom", "kept"),
-                   ("connection", "x-hop"), ("x-hop", "dropped"), ("x-forwarded-for", "6.6.6.6")]
+        headers = [
+            ("x-arouter-tenant", "evil"),
+            ("x-arouter-key-id", "evil"),
+            ("x-custom", "kept"),
+            ("connection", "x-hop"),
+            ("x-hop", "dropped"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]
         target = "/v1/chat/completions?a=1"
         if how == "bearer":
             headers.append(bearer(key))
@@ -91,7 +119,9 @@ async def test_forwarded_request_is_clean(tmp_path: Path, how: str) -> None:
         rid = r.header(b"x-request-id")
         assert rid and len(rid) == 32
         [up] = h.upstream.requests
-        assert up.target == (b"/v1/chat/completions?a=1&b=2" if how == "query" else b"/v1/chat/completions?a=1")
+        assert up.target == (
+            b"/v1/chat/completions?a=1&b=2" if how == "query" else b"/v1/chat/completions?a=1"
+        )
         assert up.header(b"authorization") == b"Bearer upstream-secret"
         assert b"x-api-key" not in up.names() and b"x-goog-api-key" not in up.names()
         assert key.encode() not in b"".join(n + v for n, v in up.headers) + up.target
@@ -108,7 +138,9 @@ async def test_forwarded_request_is_clean(tmp_path: Path, how: str) -> None:
 
 async def test_request_id_is_kept(tmp_path: Path) -> None:
     async with daemon(tmp_path) as h:
-        r = await request(h.port, "GET", "/v1/models", [bearer(h.keys.api), ("x-request-id", "abc-123")])
+        r = await request(
+            h.port, "GET", "/v1/models", [bearer(h.keys.api), ("x-request-id", "abc-123")]
+        )
         assert r.header(b"x-request-id") == b"abc-123"
         assert h.upstream.requests[0].header(b"x-request-id") == b"abc-123"
 
@@ -124,17 +156,31 @@ async def test_query_key_refused_when_disabled(tmp_path: Path) -> None:
     [
         pytest.param({"model": "gpt-4o-mini"}, 200, None, id="allowed-bare"),
         pytest.param({"model": "openai/gpt-4o-mini"}, 200, None, id="allowed-prefixed"),
-        pytest.param({"model": "gpt-4o"}, 403, "model 'openai/gpt-4o' is not allowed for this API key",
-                     id="model"),
-        pytest.param({"model": "anthropic/claude-3"}, 403,
-                     "provider 'anthropic' is not allowed for this API key", id="provider"),
+        pytest.param(
+            {"model": "gpt-4o"},
+            403,
+            "model 'openai/gpt-4o' is not allowed for this API key",
+            id="model",
+        ),
+        pytest.param(
+            {"model": "anthropic/claude-3"},
+            403,
+            "provider 'anthropic' is not allowed for this API key",
+            id="provider",
+        ),
     ],
 )
-async def test_model_restrictions(tmp_path: Path, body: dict[str, str], status: int,
-                                  message: str | None) -> None:
+async def test_model_restrictions(
+    tmp_path: Path, body: dict[str, str], status: int, message: str | None
+) -> None:
     async with daemon(tmp_path) as h:
-        r = await request(h.port, "POST", "/v1/chat/completions", [bearer(h.keys.narrow)],
-                          json.dumps(body).encode())
+        r = await request(
+            h.port,
+            "POST",
+            "/v1/chat/completions",
+            [bearer(h.keys.narrow)],
+            json.dumps(body).encode(),
+        )
         assert r.status == status
         if message:
             assert r.json() == err(message, "forbidden_error")
@@ -143,18 +189,35 @@ async def test_model_restrictions(tmp_path: Path, body: dict[str, str], status: 
 
 async def test_gemini_path_model_and_provider(tmp_path: Path) -> None:
     async with daemon(tmp_path) as h:
-        r = await request(h.port, "POST", "/v1beta/models/gemini-2.0-flash:generateContent",
-                          [("x-goog-api-key", h.keys.narrow)], b"{}")
-        assert r.json() == err("provider 'google' is not allowed for this API key", "forbidden_error")
-        r = await request(h.port, "POST", "/v1beta/models/gemini-2.0-flash:generateContent",
-                          [("x-goog-api-key", h.keys.api)], b"{}")
+        r = await request(
+            h.port,
+            "POST",
+            "/v1beta/models/gemini-2.0-flash:generateContent",
+            [("x-goog-api-key", h.keys.narrow)],
+            b"{}",
+        )
+        assert r.json() == err(
+            "provider 'google' is not allowed for this API key", "forbidden_error"
+        )
+        r = await request(
+            h.port,
+            "POST",
+            "/v1beta/models/gemini-2.0-flash:generateContent",
+            [("x-goog-api-key", h.keys.api)],
+            b"{}",
+        )
         assert r.status == 200
 
 
 async def test_bad_bodies(tmp_path: Path) -> None:
     async with daemon(tmp_path) as h:
-        r = await request(h.port, "POST", "/v1/chat/completions", [bearer(h.keys.api)],
-                          b'{"model":"a","model":"b"}')
+        r = await request(
+            h.port,
+            "POST",
+            "/v1/chat/completions",
+            [bearer(h.keys.api)],
+            b'{"model":"a","model":"b"}',
+        )
         assert r.json() == err("duplicate model field", "invalid_request_error")
         r = await request(h.port, "POST", "/v1/chat/completions", [bearer(h.keys.api)], b"{nope")
         assert r.status == 400
@@ -202,7 +265,9 @@ async def test_upstream_error_status_relayed_unchanged(tmp_path: Path) -> None:
 async def test_sse_events_arrive_one_by_one(tmp_path: Path) -> None:
     async with daemon(tmp_path) as h:
         stream = await trio.open_tcp_stream("127.0.0.1", h.port)
-        req = (f"GET /v1/sse HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {h.keys.api}\r\n\r\n").encode()
+        req = (
+            f"GET /v1/sse HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {h.keys.api}\r\n\r\n"
+        ).encode()
         await stream.send_all(req)
         arrivals: list[tuple[float, bytes]] = []
         buf = b""
@@ -234,7 +299,7 @@ async def test_upstream_silence_is_504(tmp_path: Path) -> None:
 
 async def test_upstream_death_mid_body_cuts_the_client(tmp_path: Path) -> None:
     async with daemon(tmp_path) as h:
-        raw = (f"GET /v1/die-mid-body HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {h.keys.api}\r\n\r\n")
+        raw = _get_head("/v1/die-mid-body", h.keys.api)
         stream = await trio.open_tcp_stream("127.0.0.1", h.port)
         await stream.send_all(raw.encode())
         buf = b""
@@ -249,7 +314,7 @@ async def test_upstream_death_mid_body_cuts_the_client(tmp_path: Path) -> None:
 async def test_client_disconnect_cancels_upstream(tmp_path: Path) -> None:
     async with daemon(tmp_path) as h:
         stream = await trio.open_tcp_stream("127.0.0.1", h.port)
-        raw = f"GET /v1/hang-mid-body HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {h.keys.api}\r\n\r\n"
+        raw = _get_head("/v1/hang-mid-body", h.keys.api)
         await stream.send_all(raw.encode())
         buf = b""
         while b"first" not in buf:

@@ -1,0 +1,108 @@
+"""Authorization (SPEC §5): may this principal call this endpoint, provider and model?
+
+- Endpoint kinds: management keys call only the management API; API keys and
+  wallets call inference and ``balance`` (``GET /api/v1/balance``, SPEC §7);
+  ``self`` (``GET /v1/key``, ``/api/v1/key``) answers about the presented key,
+  so it takes API and management keys, and no wallet.
+- Scope: a principal carries one :class:`Scope` per layer (tenant, then key); a
+  request must pass every layer, which is exactly "tenant scope ∩ key scope".
+  Empty lists allow anything. The provider is checked before the model.
+- ``allowed_models`` are case-sensitive fnmatch globs against the canonical model
+  ``provider/model``; a pattern without ``/`` matches the bare model name.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from aroutd.config import WalletConfig
+from aroutd.errors import Forbidden, Unauthorized
+from aroutd.keytable import KeyEntry, Tenant
+from aroutd.principal import AuthMethod, Principal, Scope
+
+__all__ = [
+    "Endpoint",
+    "authorize_endpoint",
+    "authorize_model",
+    "model_allowed",
+    "principal_for_key",
+    "principal_for_wallet",
+]
+
+Endpoint = Literal["inference", "management", "self", "balance"]
+
+MSG_MGMT_ON_INFERENCE = "management keys cannot call inference endpoints"
+MSG_NEEDS_MGMT = "this endpoint requires a management key"
+MSG_NEEDS_KEY = "this endpoint requires an API key"
+
+
+def authorize_endpoint(principal: Principal, endpoint: Endpoint) -> None:
+    """Raise Forbidden when the principal's kind may not call this kind of endpoint."""
+    if endpoint == "management":
+        if principal.kind != "management":
+            raise Forbidden(MSG_NEEDS_MGMT)
+    elif endpoint == "self":
+        # GET /v1/key describes a key; a wallet has none (its balance is /api/v1/balance).
+        if principal.kind == "wallet":
+            raise Forbidden(MSG_NEEDS_KEY)
+    elif principal.kind == "management":  # "inference" and "balance"
+        raise Forbidden(MSG_MGMT_ON_INFERENCE)
+
+
+def model_allowed(patterns: tuple[str, ...], canonical_model: str) -> bool:
+    """True when ``patterns`` is empty or one of them matches the canonical model."""
+    if not patterns:
+        return True
+    bare = canonical_model.partition("/")[2]
+    return any(
+        fnmatchcase(canonical_model if "/" in pattern else bare, pattern) for pattern in patterns
+    )
+
+
+def authorize_model(principal: Principal, provider: str, canonical_model: str | None) -> None:
+    """Raise Forbidden unless every scope allows the provider, then the model.
+
+    A request without a model (``GET /v1/models``) is checked on the provider only.
+    """
+    for scope in principal.scopes:
+        if scope.providers and provider not in scope.providers:
+            raise Forbidden(f"provider '{provider}' is not allowed for this API key")
+    if canonical_model is None:
+        return
+    for scope in principal.scopes:
+        if not model_allowed(scope.models, canonical_model):
+            raise Forbidden(f"model '{canonical_model}' is not allowed for this API key")
+
+
+def principal_for_key(entry: KeyEntry, tenant: Tenant, method: AuthMethod) -> Principal:
+    """The principal of a key-table or store key; scopes: the tenant's, then the key's."""
+    kind: Literal["api", "management"]
+    if entry.type == "api":
+        kind = "api"
+    elif entry.type == "management":
+        kind = "management"
+    else:
+        # The key table parser refuses other types; never guess a kind.
+        raise Unauthorized("invalid api key")
+    return Principal(
+        kind=kind,
+        tenant=tenant.id,
+        key_id=entry.id,
+        scopes=(
+            Scope(providers=tenant.allowed_providers, models=tenant.allowed_models),
+            Scope(providers=entry.allowed_providers, models=entry.allowed_models),
+        ),
+        method=method,
+    )
+
+
+def principal_for_wallet(caip10: str, wallet_cfg: WalletConfig, method: AuthMethod) -> Principal:
+    """The principal of a verified wallet JWT: tenant ``wallet:<caip10>``, the [wallet] scope."""
+    return Principal(
+        kind="wallet",
+        tenant=f"wallet:{caip10}",
+        wallet=caip10,
+        scopes=(Scope(providers=wallet_cfg.allowed_providers, models=wallet_cfg.allowed_models),),
+        method=method,
+    )
