@@ -158,20 +158,21 @@ class ClientConnection:
         """True when the client may still be sending this request's body."""
         return self.conn.their_state is h11.SEND_BODY
 
-    async def discard_body(self, limit: int) -> bool:
-        """Read and drop up to ``limit`` body bytes so the connection can be reused."""
+    async def discard_body(self, limit: int) -> None:
+        """Read and drop up to ``limit`` body bytes so the connection can be reused.
+
+        Afterwards ``body_pending()`` tells whether that worked. A client waiting
+        for ``100-continue`` is not asked for its body: the connection closes.
+        """
         if self.conn.they_are_waiting_for_100_continue:
-            return False  # it will not send until told to: nothing to drain, cannot reuse
+            return
         size = 0
-        while self.conn.their_state is h11.SEND_BODY:
+        while self.conn.their_state is h11.SEND_BODY and size <= limit:
             event = await self._next_event()
             if isinstance(event, h11.Data):
                 size += len(event.data)
-                if size > limit:
-                    return False
             elif not isinstance(event, h11.EndOfMessage):
-                return False
-        return True
+                return
 
     # -- sending ---------------------------------------------------------------
 

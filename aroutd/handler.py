@@ -83,23 +83,30 @@ async def handle_request(
     except HTTPError as err:
         rec.status, rec.error = err.status, err.message
         extra = [rid_header]
-        if err.close or rt.draining.is_set():
-            keep = False
-        elif client.body_pending():
-            with trio.move_on_after(rt.config.server.body_timeout_s):
-                keep = await client.discard_body(DISCARD_LIMIT_BYTES)
-            keep = keep and not client.body_pending()
+        keep = not (err.close or rt.draining.is_set()) and await _finish_body(rt, client)
         if not keep:
             extra.append((b"connection", b"close"))
         await client.send_error(err, extra)
     except _Cut:
         keep = False
+    else:
+        # answered without reading the body (e.g. /healthz): read what is left
+        keep = await _finish_body(rt, client)
     finally:
         rec.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         if rec.client == "":
             rec.client = info.peer_ip
         accesslog.write(rec)
     return keep and client.can_reuse()
+
+
+async def _finish_body(rt: Runtime, client: ClientConnection) -> bool:
+    """Read and drop the rest of a small unread body; False when the connection can't be reused."""
+    if not client.body_pending():
+        return True
+    with trio.move_on_after(rt.config.server.body_timeout_s):
+        await client.discard_body(DISCARD_LIMIT_BYTES)
+    return not client.body_pending()
 
 
 async def _dispatch(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from typing import Any
 
 import h11
 import trio
+import trustme
 
 from aroutd.config import (
     Config,
@@ -51,18 +53,22 @@ class Recorded:
 
 @dataclass
 class FakeUpstream:
+    ssl_context: ssl.SSLContext | None = None
     port: int = 0
     requests: list[Recorded] = field(default_factory=list)
     connections: int = 0
     cancelled: trio.Event = field(default_factory=trio.Event)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
+        tcp = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = tcp[0].socket.getsockname()[1]
+        listeners: list[trio.abc.Listener[Any]] = list(tcp)
+        if self.ssl_context is not None:
+            listeners = [trio.SSLListener(ln, self.ssl_context) for ln in tcp]
         task_status.started(self.port)
         await trio.serve_listeners(self._handle, listeners)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: trio.abc.Stream) -> None:
         self.connections += 1
         conn = h11.Connection(h11.SERVER)
         try:
@@ -91,7 +97,7 @@ class FakeUpstream:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, rec: Recorded) -> bool:
+    async def _answer(self, conn: h11.Connection, stream: trio.abc.Stream, rec: Recorded) -> bool:
         path = rec.target.split(b"?")[0]
 
         async def send(*events: h11.Event) -> None:
@@ -165,7 +171,7 @@ class FakeUpstream:
         return True
 
 
-async def _next(conn: h11.Connection, stream: trio.SocketStream) -> h11.Event:
+async def _next(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Event:
     while True:
         ev = conn.next_event()
         if ev is h11.NEED_DATA:
@@ -227,12 +233,16 @@ expires_at = 2001-01-01T00:00:00Z
 """
 
 
-def make_config(tmp: Path, upstream_port: int, keys: Keys, **server: Any) -> Config:
+def make_config(
+    tmp: Path, upstream_port: int, keys: Keys, *, ca_file: Path | None = None, **server: Any
+) -> Config:
     (tmp / "keys.toml").write_text(keys.table())
+    scheme = "https" if ca_file else "http"
     up = UpstreamConfig(
         name="fake",
-        url=f"http://127.0.0.1:{upstream_port}",
-        scheme="http",
+        url=f"{scheme}://127.0.0.1:{upstream_port}",
+        scheme=scheme,
+        ca_file=ca_file,
         host="127.0.0.1",
         port=upstream_port,
         base_path="",
@@ -270,13 +280,27 @@ class Harness:
 
 
 @asynccontextmanager
-async def daemon(tmp: Path, **server: Any) -> AsyncIterator[Harness]:
-    """A fake upstream and the real daemon, both in this trio run, on loopback."""
+async def daemon(
+    tmp: Path, *, upstream_tls: bool = False, trust_upstream: bool = True, **server: Any
+) -> AsyncIterator[Harness]:
+    """A fake upstream and the real daemon, both in this trio run, on loopback.
+
+    ``upstream_tls``: the fake upstream speaks TLS with a trustme certificate and
+    the daemon trusts its CA through ``ca_file`` (another CA with ``trust_upstream=False``).
+    """
     async with trio.open_nursery() as nursery:
         fake = FakeUpstream()
+        ca_file = None
+        if upstream_tls:
+            ca = trustme.CA()
+            fake.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("127.0.0.1").configure_cert(fake.ssl_context)
+            ca_file = tmp / "upstream-ca.pem"
+            trusted = ca if trust_upstream else trustme.CA()
+            trusted.cert_pem.write_to_path(str(ca_file))
         await nursery.start(fake.serve)
         keys = Keys()
-        cfg = make_config(tmp, fake.port, keys, **server)
+        cfg = make_config(tmp, fake.port, keys, ca_file=ca_file, **server)
         bound: Bound = await nursery.start(serve, cfg)
         yield Harness(bound.addresses[0][1], keys, fake, cfg)
         nursery.cancel_scope.cancel()

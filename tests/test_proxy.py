@@ -334,3 +334,19 @@ async def test_failed_auth_is_slowed_down(tmp_path: Path) -> None:
         assert r.json() == err("too many failed authentication attempts", "rate_limit_error")
         retry = r.header(b"retry-after")
         assert retry is not None and 1 <= int(retry) <= 60
+
+
+async def test_https_upstream_with_ca_file(tmp_path: Path) -> None:
+    async with daemon(tmp_path, upstream_tls=True) as h, Client.open(h.port) as c:
+        for _ in range(3):
+            r = await c.request("POST", "/v1/chat/completions", [bearer(h.keys.api)], CHAT)
+            assert r.status == 200
+            assert r.json()["body"] == CHAT.decode()
+        assert h.upstream.connections == 1  # TLS connection kept alive in the pool
+
+
+async def test_https_upstream_not_trusted_is_502(tmp_path: Path) -> None:
+    async with daemon(tmp_path, upstream_tls=True, trust_upstream=False) as h:
+        r = await request(h.port, "GET", "/v1/models", [bearer(h.keys.api)])
+        assert (r.status, r.json()) == (502, err("upstream request failed", "server_error"))
+        assert h.upstream.requests == []
