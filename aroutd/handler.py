@@ -73,7 +73,7 @@ async def handle_request(
     started = time.perf_counter()
     rec = AccessRecord(time=time.time(), method=req.method.decode("ascii", "replace"))
     rec.path = redact_query_key(req.target)
-    headers = list(req.headers.raw_items())
+    headers = list(req.headers)  # names lowercased by h11
     rid = request_id_from(headers) or secrets.token_hex(16)
     rec.request_id = rid
     rid_header = (b"x-request-id", rid.encode())
@@ -148,7 +148,7 @@ async def _dispatch(
         cfg.server.max_body_bytes, stall_timeout_s=cfg.server.body_timeout_s
     )
     rec.bytes_in = len(body)
-    content_type = next((v for n, v in headers if n.lower() == b"content-type"), None)
+    content_type = next((v for n, v in headers if n == b"content-type"), None)
     model = request_model(
         resolve(route, path, None, rt.providers).upstream_path, body, content_type=content_type
     )
