@@ -67,12 +67,22 @@ def main(argv: list[str] | None = None) -> int:
         from .keys import keys_hash_output, keys_new_output
 
         if args.keys_command == "new":
-            key, entry = keys_new_output(tenant=args.tenant, key_type=args.type, key_id=args.key_id)
+            try:
+                key, entry = keys_new_output(
+                    tenant=args.tenant, key_type=args.type, key_id=args.key_id
+                )
+            except ValueError as exc:
+                print(f"aroutd keys new: {exc}", file=sys.stderr)
+                return 2
             print(key)
             print()
             print(entry)
             return 0
-        print(keys_hash_output(sys.stdin.read()))
+        try:
+            print(keys_hash_output(sys.stdin.read()))
+        except ValueError as exc:
+            print(f"aroutd keys hash: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "demo":
         from .demo import run_demo

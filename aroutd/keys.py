@@ -1,0 +1,89 @@
+"""Key generation and the `aroutd keys` / `aroutd check` commands' output (SPEC §1, §3).
+
+A key is ``lr_live_`` (API) or ``lr_mgmt_`` (management) followed by 48 lowercase
+hex characters (24 random bytes from :mod:`secrets`). Only its SHA-256 is ever
+stored: ``keys_new_output`` returns the plaintext key once, for the operator to
+hand out, and the ``[[keys]]`` entry with its digest to paste into the key table.
+These functions print nothing themselves; ``cli`` prints what they return.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+
+from aroutd.config import load_config
+from aroutd.errors import ConfigError
+from aroutd.keytable import ID_RE, load_keytable
+
+__all__ = [
+    "KEY_PREFIXES",
+    "check_paths",
+    "key_digest",
+    "keys_hash_output",
+    "keys_new_output",
+    "new_key",
+]
+
+KEY_PREFIXES = {"api": "lr_live_", "management": "lr_mgmt_"}
+KEY_RANDOM_BYTES = 24
+
+
+def new_key(key_type: str) -> str:
+    """A fresh key of ``key_type`` ("api" or "management")."""
+    prefix = KEY_PREFIXES.get(key_type)
+    if prefix is None:
+        raise ValueError('key type must be "api" or "management"')
+    return prefix + secrets.token_hex(KEY_RANDOM_BYTES)
+
+
+def key_digest(key: str) -> bytes:
+    """SHA-256 of the whole key string (UTF-8), as the key table stores it."""
+    return hashlib.sha256(key.encode()).digest()
+
+
+def keys_new_output(*, tenant: str, key_type: str, key_id: str | None) -> tuple[str, str]:
+    """``(plaintext key, [[keys]] TOML entry)`` for ``aroutd keys new``.
+
+    Without ``key_id`` the id is the tenant and the first 8 hex digits of the digest.
+    Raises ValueError for a tenant or id the key table would refuse.
+    """
+    for what, value in (("tenant", tenant), ("key id", key_id)):
+        if value is not None and not ID_RE.fullmatch(value):
+            raise ValueError(f"{what} must be 1-128 of letters, digits and . _ : @ -")
+    if tenant.startswith("wallet:"):
+        raise ValueError('tenant must not start with "wallet:"')
+    key = new_key(key_type)
+    digest = key_digest(key).hex()
+    entry_id = key_id if key_id is not None else f"{tenant}-{digest[:8]}"
+    entry = (
+        "# made by `aroutd keys new`; the key itself is not stored anywhere\n"
+        "[[keys]]\n"
+        f'id = "{entry_id}"\n'
+        f'tenant = "{tenant}"\n'
+        f'type = "{key_type}"\n'
+        f'sha256 = "{digest}"\n'
+    )
+    return key, entry
+
+
+def keys_hash_output(stdin_text: str) -> str:
+    """The sha256 hex of the key read on stdin (surrounding newline and blanks removed)."""
+    key = stdin_text.strip()
+    if not key:
+        raise ValueError("no key on stdin")
+    return key_digest(key).hex()
+
+
+def check_paths(config_path: Path) -> list[str]:
+    """Every problem in the config file and its key table, as "FILE:LINE: message"."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        return list(exc.problems)
+    try:
+        load_keytable(config.keys.file)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []

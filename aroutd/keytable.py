@@ -1,0 +1,466 @@
+"""The key table (SPEC §3): tenants and keys, indexed by the SHA-256 of the key.
+
+:func:`parse_keytable` turns the text of ``keys.toml`` into a :class:`KeyTable`,
+or rejects the whole file with :class:`~aroutd.errors.ConfigError` listing every
+problem as "FILE:LINE: key 'ID': message" (unknown fields, duplicate ids or
+hashes, unknown tenants, bad values).
+
+A table may hold a million keys and is re-parsed on SIGHUP while serving, so
+the common layout has a fast path. Only the text before the first ``[[keys]]``
+header (the tenants) goes through ``tomllib``; each ``[[keys]]`` table after it
+is read by one regex when it is up to four ``name = "plain string"`` lines,
+else line by line (other one-line values through ``tomllib`` one at a time).
+Anything else after the first header (tenants after keys, multi-line values,
+dotted or quoted keys, a name given twice) sends the whole file to ``tomllib``,
+which reads the same values, about four times slower. Line numbers are counted
+only when there is a problem to report, and ``KeyEntry`` objects are built when
+looked up (``by_digest`` is a read-only mapping over compact rows).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import tomllib
+from array import array
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from aroutd.errors import ConfigError
+from aroutd.tomlpos import Problems, Table, load_toml, scan_positions, type_name
+
+__all__ = ["ID_RE", "KeyEntry", "KeyTable", "Tenant", "load_keytable", "parse_keytable"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tenant:
+    id: str
+    allowed_providers: tuple[str, ...] = ()  # empty = any
+    allowed_models: tuple[str, ...] = ()  # fnmatch globs; empty = any
+    limit: float | None = None  # USD per period; None = unlimited
+    limit_reset: str | None = None  # "daily" | "weekly" | "monthly"; None = lifetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyEntry:
+    id: str
+    tenant: str
+    type: str  # "api" | "management"
+    digest: bytes = field(repr=False)  # raw 32-byte SHA-256 of the whole key string
+    name: str = ""
+    allowed_providers: tuple[str, ...] = ()
+    allowed_models: tuple[str, ...] = ()
+    limit: float | None = None
+    limit_reset: str | None = None
+    expires_at: datetime | None = None  # aware, UTC
+    disabled: bool = False
+    source: str = "file"  # "file" (key table) | "store" (management API)
+
+    def usable(self, now: datetime) -> bool:
+        """False for disabled or expired keys (both answer 401 `invalid api key`)."""
+        return not self.disabled and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyTable:
+    tenants: Mapping[str, Tenant]
+    by_digest: Mapping[bytes, KeyEntry]
+
+    def lookup(self, digest: bytes) -> KeyEntry | None:
+        """The entry whose digest equals ``digest``, compared in constant time (SPEC §4)."""
+        entry = self.by_digest.get(digest)
+        if entry is None or not hmac.compare_digest(entry.digest, digest):
+            return None
+        return entry
+
+
+# -- the parser ---------------------------------------------------------------------------
+
+# Key and tenant ids go into logs, metrics labels and X-ARouter-* headers.
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_RESETS = ("daily", "weekly", "monthly")
+_KEY_TYPES = {"api": "api", "management": "management"}  # one shared str per type
+_BASIC_FIELDS = frozenset(("id", "tenant", "type", "sha256"))
+_EXPECTED = {
+    "name": "a string",
+    "allowed_providers": "an array of strings",
+    "allowed_models": "an array of strings",
+    "limit": "a number >= 0 (USD)",
+    "limit_reset": '"daily", "weekly" or "monthly"',
+    "expires_at": "a TOML date-time such as 2027-01-01T00:00:00Z",
+    "disabled": "true or false",
+}
+_KEY_FIELDS = _BASIC_FIELDS | _EXPECTED.keys()
+
+# The fast path's grammar (TOML 1.0 §Comment, §Keys, §String): a comment has no control
+# characters but tab; a plain basic string has no escapes, quotes or control characters.
+_COMMENT = r"(?:#[^\x00-\x08\n-\x1f\x7f]*)?"
+_HEADER = r"[ \t]*\[\[[ \t]*keys[ \t]*\]\][ \t]*" + _COMMENT
+_PAIR = r"[ \t]*([A-Za-z0-9_-]+)[ \t]*=[ \t]*"
+_PLAIN = r'[^"\\\x00-\x08\n-\x1f\x7f]*'
+_HEADER_RE = re.compile("^" + _HEADER + "$", re.M)
+# Every line of one table, one match each: (header, "", "", "", "") or (name, plain string,
+# "", "") or (name, "", other value for tomllib, "") or a blank or comment line (all "") or
+# (..., anything else), which sends the whole file to tomllib.
+_LINE_RE = re.compile(
+    rf'(?:({_HEADER})|{_PAIR}(?:"({_PLAIN})"[ \t]*{_COMMENT}|([^ \t\n][^\n]*))'
+    rf"|[ \t]*{_COMMENT}|(.+))(?:\n|\Z)"
+)
+# The common table in one match: up to four `name = "plain string"` lines right after the
+# header, then blank or comment lines up to the next header or the end.
+_PLAIN_PAIR = rf'{_PAIR}"({_PLAIN})"[ \t]*{_COMMENT}(?:\n|\Z)'
+_TABLE_RE = re.compile(
+    rf"{_HEADER}(?:\n|\Z)"
+    + f"(?:{_PLAIN_PAIR})?+" * 4  # possessive: a failed match must not retry 2**4 ways
+    + rf"(?:[ \t]*{_COMMENT}\n)*+(?={_HEADER}(?:\n|\Z)|\Z)"
+)
+
+_DECIMAL = r"[+-]?(?:0|[1-9][0-9]*)"
+_SCALAR_RE = re.compile(
+    rf"(?:(true|false)|({_DECIMAL})|({_DECIMAL}\.[0-9]+)|([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}"
+    rf"T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(?:\.[0-9]+)?(?:Z|[+-][0-9]{{2}}:[0-9]{{2}})))"
+    rf"[ \t]*{_COMMENT}"
+)
+
+_Row = tuple[bytes, str, str, str, dict[str, Any] | None]  # digest, id, tenant, type, rest
+_Problem = tuple[str | None, str]  # (field, or None for the header line; message)
+
+
+class _FileKeys(Mapping[bytes, KeyEntry]):
+    """digest -> KeyEntry, each built when looked up: a million KeyEntry objects built
+    up front would cost seconds per reload; a lookup costs microseconds."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: dict[bytes, _Row]) -> None:
+        self._rows = rows
+
+    def __getitem__(self, digest: bytes) -> KeyEntry:
+        d, kid, tenant, key_type, rest = self._rows[digest]
+        return KeyEntry(id=kid, tenant=tenant, type=key_type, digest=d, **(rest or {}))
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._rows
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return f"<{len(self._rows)} key table entries>"
+
+
+class _NotSimple(Exception):
+    """The fast path met something it does not read; tomllib reads the whole file."""
+
+
+class _Layout:
+    """Where the n-th ``[[keys]]`` table starts; counted only when a problem needs a line."""
+
+    def __init__(self, text: str, first: int, lines: array[int] | None = None) -> None:
+        self.text = text
+        self.first = first  # offset of the first header; -1: offsets unknown, use ``lines``
+        self._offsets: array[int] | None = None
+        self._lines = lines
+
+    def offsets(self) -> array[int]:
+        if self._offsets is None:
+            found = _HEADER_RE.finditer(self.text, self.first)
+            self._offsets = array("q", (m.start() for m in found))
+        return self._offsets
+
+    def line(self, index: int) -> int:
+        if self._lines is None:
+            self._lines, line, last = array("q"), 1, 0
+            for offset in self.offsets():
+                line, last = line + self.text.count("\n", last, offset), offset
+                self._lines.append(line)
+        return self._lines[index]
+
+    def field_line(self, index: int, name: str | None) -> int:
+        line = self.line(index)
+        if name is None or self.first < 0:
+            return line
+        offsets = self.offsets()
+        start = offsets[index]
+        end = offsets[index + 1] if index + 1 < len(offsets) else len(self.text)
+        quoted = re.escape(name)
+        pattern = rf"""^[ \t]*(?:{quoted}|"{quoted}"|'{quoted}')[ \t]*="""
+        m = re.compile(pattern, re.M).search(self.text, start, end)
+        return line if m is None else line + self.text.count("\n", start, m.start())
+
+
+def load_keytable(path: Path) -> KeyTable:
+    """Read and parse the key table at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError([f"{path}:1: cannot read the key table: {reason}"]) from None
+    return parse_keytable(text, path=path)
+
+
+def parse_keytable(text: str, *, path: Path) -> KeyTable:
+    """The :class:`KeyTable` in ``text``; ``path`` names the file in messages."""
+    if "\r\n" in text:  # CRLF files: the fast path reads LF lines
+        text = text.replace("\r\n", "\n")
+    try:
+        return _fast(text, str(path))
+    except _NotSimple:
+        return _slow(text, str(path))
+
+
+def _fast(text: str, file: str) -> KeyTable:
+    first = _HEADER_RE.search(text)
+    if first is None:
+        raise _NotSimple
+    prefix = text[: first.start()]
+    try:
+        root = tomllib.loads(prefix)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        raise _NotSimple from None
+    if "keys" in root:
+        raise _NotSimple
+    entries = _fast_entries(text, first.start())
+    problems = Problems(file, lambda: scan_positions(prefix))
+    return _build(root, entries, _Layout(text, first.start()), problems)
+
+
+def _fast_entries(text: str, pos: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each ``[[keys]]`` table from ``pos`` (a header) on, with its index."""
+    table_match, index = _TABLE_RE.match, 0
+    while pos < len(text):
+        m = table_match(text, pos)
+        if m is not None:
+            groups, entry = m.groups(), {}
+            for i in range(0, 8, 2):
+                name = groups[i]
+                if name is None:
+                    break
+                if name in entry:
+                    raise _NotSimple  # a name given twice: let tomllib word that error
+                entry[name] = groups[i + 1]
+            pos = m.end()
+        else:
+            nxt = _HEADER_RE.search(text, pos + 1)
+            end = len(text) if nxt is None else nxt.start()
+            entry = _table_lines(text, pos, end)
+            pos = end
+        yield index, entry
+        index += 1
+
+
+def _table_lines(text: str, start: int, end: int) -> dict[str, Any]:
+    """The ``[[keys]]`` table at ``text[start:end]``, line by line."""
+    entry: dict[str, Any] = {}
+    for header, name, plain, other, bad in _LINE_RE.findall(text, start, end)[1:]:
+        if header or bad:
+            raise _NotSimple
+        if name and name in entry:
+            raise _NotSimple
+        if name:
+            entry[name] = _one_value(other) if other else plain
+    return entry
+
+
+def _one_value(text: str) -> object:
+    """A one-line TOML value (and comment) other than a plain string, as tomllib reads it."""
+    m = _SCALAR_RE.fullmatch(text)
+    if m is not None:  # the common scalars without a tomllib call (each costs ~10 µs)
+        boolean, integer, number, moment = m.groups()
+        if boolean or integer or number:
+            return boolean == "true" if boolean else int(integer) if integer else float(number)
+        try:
+            return datetime.fromisoformat(moment)
+        except ValueError:
+            pass  # e.g. February 30th: tomllib words the error
+    try:
+        return tomllib.loads("v = " + text)["v"]
+    except (tomllib.TOMLDecodeError, RecursionError):
+        raise _NotSimple from None
+
+
+def _slow(text: str, file: str) -> KeyTable:
+    data = load_toml(text, file)
+    keys = data.pop("keys", [])
+    problems = Problems(file, lambda: scan_positions(text))
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        problems.add(("keys",), "keys: must be an array of tables ([[keys]])")
+        keys = []
+    layout = _Layout(text, 0)
+    if len(layout.offsets()) != len(keys):  # headers the regex cannot see: ask the scanner
+        lines = array("q", (problems.line(("keys", i)) for i in range(len(keys))))
+        layout = _Layout(text, -1, lines)
+    return _build(data, enumerate(keys), layout, problems)
+
+
+def _build(
+    root: dict[str, Any],
+    entries: Iterator[tuple[int, dict[str, Any]]],
+    layout: _Layout,
+    problems: Problems,
+) -> KeyTable:
+    top = Table(problems, (), root, unknown="unknown field")
+    tenants = _tenants(top.table("tenants"))
+    top.finish()
+    rows: dict[bytes, _Row] = {}
+    first_index: dict[str, int] = {}  # id -> index of its first table
+    for index, raw in entries:
+        row = _row(raw, tenants)
+        if (
+            row is not None
+            and first_index.setdefault(row[1], index) == index
+            and rows.setdefault(row[0], row) is row
+        ):
+            continue  # the common case ends here
+        _report(index, raw, row, tenants, rows, first_index, layout, problems)
+    problems.raise_if_any()
+    return KeyTable(tenants=tenants, by_digest=_FileKeys(rows))
+
+
+def _row(d: dict[str, Any], tenants: Mapping[str, Tenant]) -> _Row | None:
+    """A valid table as a row; None when anything in it needs a closer look."""
+    kid, tid, sha, kt = d.get("id"), d.get("tenant"), d.get("sha256"), d.get("type", "api")
+    if type(kid) is not str or type(tid) is not str or type(sha) is not str or type(kt) is not str:
+        return None
+    tenant, key_type = tenants.get(tid), _KEY_TYPES.get(kt)
+    if tenant is None or key_type is None or not ID_RE.fullmatch(kid):
+        return None
+    if not _SHA256_RE.fullmatch(sha):
+        return None
+    rest = None
+    if not d.keys() <= _BASIC_FIELDS:
+        errors: list[_Problem] = []
+        rest = _optional(d, errors)
+        if errors:
+            return None
+    return bytes.fromhex(sha), kid, tenant.id, key_type, rest
+
+
+def _report(
+    index: int,
+    d: dict[str, Any],
+    row: _Row | None,
+    tenants: Mapping[str, Tenant],
+    rows: Mapping[bytes, _Row],
+    first_index: dict[str, int],
+    layout: _Layout,
+    problems: Problems,
+) -> None:
+    kid = d.get("id")
+    valid_id = isinstance(kid, str) and ID_RE.fullmatch(kid) is not None
+    label = f"key {kid!r}" if valid_id else f"key #{index + 1}"
+    errors = _problems(d, tenants) if row is None else []
+    if isinstance(kid, str) and first_index.setdefault(kid, index) != index:
+        at = layout.field_line(first_index[kid], "id")
+        errors.append(("id", f"duplicate id (also at line {at})"))
+    elif row is not None and rows[row[0]] is not row:
+        other = rows[row[0]][1]
+        at = layout.field_line(first_index[other], "sha256")
+        errors.append(("sha256", f"duplicate sha256 (same as key {other!r} at line {at})"))
+    for name, message in errors:
+        problems.add_at(layout.field_line(index, name), f"{label}: {message}")
+
+
+def _tenants(t: Table) -> dict[str, Tenant]:
+    tenants = {}
+    for name, value in t.data.items():
+        if not isinstance(t.raw(name), dict):
+            t.problem(name, f"must be a table ([tenants.NAME]), not {type_name(value)}")
+            continue
+        sub = Table(t.problems, (*t.path, name), value, label=f"tenant {name!r}: ")
+        sub.unknown = "unknown field"
+        if not ID_RE.fullmatch(name) or name.startswith("wallet:"):
+            t.problems.add(sub.path, f"tenant {name!r}: ids use letters, digits and . _ : @ -")
+        limit = sub.number("limit", 0.0, positive=False) if sub.has("limit") else None
+        reset = sub.string("limit_reset", "") if sub.has("limit_reset") else None
+        if reset is not None and reset not in _RESETS:
+            sub.problem("limit_reset", 'must be "daily", "weekly" or "monthly"')
+        tenants[name] = Tenant(
+            id=name,
+            allowed_providers=sub.strings("allowed_providers"),
+            allowed_models=sub.strings("allowed_models"),
+            limit=limit,
+            limit_reset=reset,
+        )
+        sub.finish()
+    return tenants
+
+
+def _problems(d: dict[str, Any], tenants: Mapping[str, Tenant]) -> list[_Problem]:
+    """Everything wrong with one ``[[keys]]`` table (duplicates aside)."""
+    errors: list[_Problem] = []
+    kid, tenant, sha, key_type = d.get("id"), d.get("tenant"), d.get("sha256"), d.get("type")
+    if not isinstance(kid, str) or not ID_RE.fullmatch(kid):
+        errors.append(_bad(d, "id", "letters, digits and . _ : @ - (at most 128)"))
+    if isinstance(tenant, str) and tenant not in tenants:
+        errors.append(("tenant", f"unknown tenant {tenant!r}"))
+    elif not isinstance(tenant, str):
+        errors.append(_bad(d, "tenant", "a string"))
+    if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):
+        errors.append(_bad(d, "sha256", "64 lowercase hex characters"))
+    if "type" in d and (not isinstance(key_type, str) or key_type not in _KEY_TYPES):
+        errors.append(_bad(d, "type", '"api" or "management"'))
+    _optional(d, errors)
+    return errors
+
+
+def _bad(d: dict[str, Any], name: str, expected: str) -> _Problem:
+    """A missing or wrong required field; a string is never shown (it may be a pasted key)."""
+    if name not in d:
+        return None, f"{name}: missing (required)"
+    value = d[name]
+    shown = "" if isinstance(value, str) else f", not {type_name(value)}"
+    return name, f"{name}: must be {expected}{shown}"
+
+
+def _optional(d: dict[str, Any], errors: list[_Problem]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in d.items():
+        if name in _BASIC_FIELDS:
+            continue
+        if name == "name" and isinstance(value, str):
+            out[name] = value
+        elif name in ("allowed_providers", "allowed_models") and _strings(value):
+            out[name] = tuple(value)
+        elif name == "limit" and _amount(value):
+            out[name] = float(value)
+        elif name == "limit_reset" and value in _RESETS:
+            out[name] = value
+        elif name == "expires_at" and isinstance(value, datetime):
+            aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+            out[name] = aware.astimezone(UTC)  # naive means UTC
+        elif name == "disabled" and isinstance(value, bool):
+            out[name] = value
+        elif name not in _KEY_FIELDS:
+            errors.append((name, f"{name}: unknown field"))
+        else:
+            errors.append((name, f"{name}: must be {_EXPECTED[name]}, not {_shown(value)}"))
+    return out
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _amount(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return 0 <= float(value) < float("inf")
+    except OverflowError:
+        return False
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return "a date without a time"
+    if isinstance(value, str):
+        return "a string"
+    return type_name(value) if not isinstance(value, int | float) else str(value)
