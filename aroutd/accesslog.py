@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -41,8 +41,12 @@ class AccessRecord:
     error: str | None = None  # our own error message, when we answered with one
 
 
+_FIELDS = tuple(f.name for f in fields(AccessRecord))
+
+
 def format_line(rec: AccessRecord) -> str:
-    data: dict[str, Any] = asdict(rec)
+    # not dataclasses.asdict: its deep copy was a measurable share of a request
+    data: dict[str, Any] = {name: getattr(rec, name) for name in _FIELDS}
     data["time"] = datetime.fromtimestamp(rec.time, UTC).isoformat(timespec="milliseconds")
     return json.dumps(data, separators=(",", ":")) + "\n"
 

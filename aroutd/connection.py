@@ -78,8 +78,12 @@ class ClientConnection:
         stop watching) rather than buffer without limit.
         """
         buffered = 0
+        sock = self.stream.socket if isinstance(self.stream, trio.SocketStream) else None
         while buffered <= self.max_header_bytes:
             try:
+                if sock is not None:
+                    # usually nothing arrives: wait without a recv() that would say EAGAIN
+                    await trio.lowlevel.wait_readable(sock)
                 data = await self.stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
@@ -184,15 +188,14 @@ class ClientConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise ClientGone() from None
 
-    async def send_head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
-        await self._send(h11.Response(status_code=status, headers=list(headers)))
-
-    async def send_data(self, data: bytes) -> None:
+    async def send_events(self, events: Sequence[h11.Event]) -> None:
+        """Several events (head, body chunks, end) in one write."""
+        data = b"".join(self.conn.send(e) or b"" for e in events)
         if data:
-            await self._send(h11.Data(data=data))
-
-    async def send_end(self) -> None:
-        await self._send(h11.EndOfMessage())
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise ClientGone() from None
 
     async def send_response(
         self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes

@@ -28,6 +28,7 @@ from .auth.signin import sign_in
 from .connection import ClientConnection, ClientGone
 from .credentials import extract_credential, redact_query_key, strip_query_key
 from .errors import (
+    BadGateway,
     BadRequest,
     HTTPError,
     MethodNotAllowed,
@@ -343,16 +344,23 @@ async def _forward(
             if rt.draining.is_set():
                 out.append((b"connection", b"close"))
             rec.status = resp.status
-            await client.send_head(resp.status, out)
-            rec.ttfb_ms = round((time.perf_counter() - t0) * 1000, 3)
+            events: list[h11.Event] = [h11.Response(status_code=resp.status, headers=out)]
             try:
-                async for chunk in resp.iter_body():
-                    await client.send_data(chunk)
-                    rec.bytes_out += len(chunk)
+                async for chunks, ended in resp.iter_batches():
+                    events += [h11.Data(data=c) for c in chunks if c]
+                    if ended:
+                        events.append(h11.EndOfMessage())
+                    if events:
+                        await client.send_events(events)
+                    if rec.ttfb_ms is None:
+                        rec.ttfb_ms = round((time.perf_counter() - t0) * 1000, 3)
+                    rec.bytes_out += sum(len(c) for c in chunks)
+                    events = []
             except UpstreamBroken:
                 rec.error = "upstream broke mid-response"
+                if rec.ttfb_ms is None:  # nothing sent yet: the answer can still be ours
+                    raise BadGateway("upstream request failed") from None
                 raise _Cut() from None
-            await client.send_end()
     except ClientGone:
         rec.error = "client gone"
         raise _Cut() from None

@@ -63,22 +63,54 @@ class UpstreamResponse:
     _pool: UpstreamPool
     _done: bool = False
 
-    async def iter_body(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive; UpstreamBroken if the upstream dies or stalls."""
-        read_timeout = self._pool.config.read_timeout_s
+    def _buffered(self) -> tuple[list[bytes], bool]:
+        """The body chunks h11 already holds, without I/O: (chunks, ended)."""
+        chunks: list[bytes] = []
+        conn = self._conn.h11
         while True:
             try:
-                with trio.fail_after(read_timeout):
-                    event = await _next_event(self._conn)
-            except (trio.TooSlowError, _Failure):
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
                 raise UpstreamBroken() from None
             if isinstance(event, h11.Data):
-                yield bytes(event.data)
+                chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 self._done = True
-                return
+                return chunks, True
+            elif event is h11.NEED_DATA:
+                return chunks, False
             else:
                 raise UpstreamBroken()
+
+    async def iter_batches(self) -> AsyncIterator[tuple[list[bytes], bool]]:
+        """The body as it arrives, in batches of what one read brought: (chunks, ended).
+
+        The first batch comes without waiting (it may be empty), so the caller
+        can send the head at once, together with any body that came with it:
+        a small answer then leaves in one write. UpstreamBroken if the
+        upstream dies, breaks the protocol or is silent for read_timeout_s.
+        """
+        chunks, ended = self._buffered()
+        yield chunks, ended
+        read_timeout = self._pool.config.read_timeout_s
+        stream = self._conn.stream
+        while not ended:
+            try:
+                with trio.fail_after(read_timeout):
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                self._conn.h11.receive_data(data)  # type: ignore[arg-type]  # takes bytearray
+            except (
+                trio.TooSlowError,
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                OSError,
+                RuntimeError,
+            ):
+                raise UpstreamBroken() from None
+            chunks, ended = self._buffered()
+            if not ended and not chunks and not data:
+                raise UpstreamBroken()  # EOF before the end of the body
+            yield chunks, ended
 
 
 class _Failure(Exception):
