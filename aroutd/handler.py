@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import h11
@@ -176,7 +176,7 @@ async def _dispatch(
         request_id=rid,
         content_length=len(body) if body or req.method not in (b"GET", b"HEAD") else None,
     )
-    await _relay(rt, client, pool, req.method, target, up_headers, body, rid, rec)
+    await _relay(rt, client, _Outbound(pool, req.method, target, up_headers, body), rid, rec)
 
 
 def _builtin_kind(raw_path: bytes) -> Endpoint | None:
@@ -283,16 +283,19 @@ async def _send_json(
     rec.status, rec.bytes_out = status, len(body)
 
 
+@dataclass(frozen=True, slots=True)
+class _Outbound:
+    """The request as it goes upstream."""
+
+    pool: UpstreamPool
+    method: bytes
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = field(repr=False)
+
+
 async def _relay(
-    rt: Runtime,
-    client: ClientConnection,
-    pool: UpstreamPool,
-    method: bytes,
-    target: bytes,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes,
-    rid: str,
-    rec: AccessRecord,
+    rt: Runtime, client: ClientConnection, out: _Outbound, rid: str, rec: AccessRecord
 ) -> None:
     """Send the request upstream and relay the answer as it arrives (SPEC §6).
 
@@ -313,7 +316,7 @@ async def _relay(
 
         nursery.start_soon(watch_client)
         try:
-            await _forward(rt, client, pool, method, target, headers, body, rid, rec, t0)
+            await _forward(rt, client, out, rid, rec, t0)
         except (HTTPError, _Cut) as exc:
             # raised outside the nursery, so it is not wrapped in an ExceptionGroup
             failure = exc
@@ -327,24 +330,15 @@ async def _relay(
 
 
 async def _forward(
-    rt: Runtime,
-    client: ClientConnection,
-    pool: UpstreamPool,
-    method: bytes,
-    target: bytes,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes,
-    rid: str,
-    rec: AccessRecord,
-    t0: float,
+    rt: Runtime, client: ClientConnection, out: _Outbound, rid: str, rec: AccessRecord, t0: float
 ) -> None:
     try:
-        async with pool.request(method, target, headers, body) as resp:
-            out = response_headers(resp.headers, request_id=rid)
+        async with out.pool.request(out.method, out.target, out.headers, out.body) as resp:
+            head = response_headers(resp.headers, request_id=rid)
             if rt.draining.is_set():
-                out.append((b"connection", b"close"))
+                head.append((b"connection", b"close"))
             rec.status = resp.status
-            events: list[h11.Event] = [h11.Response(status_code=resp.status, headers=out)]
+            events: list[h11.Event] = [h11.Response(status_code=resp.status, headers=head)]
             try:
                 async for chunks, ended in resp.iter_batches():
                     events += [h11.Data(data=c) for c in chunks if c]

@@ -36,6 +36,11 @@ from aroutd.daemon import Bound, serve
 Headers = list[tuple[bytes, bytes]]
 
 
+def first_header(headers: Headers, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lowercase), or None."""
+    return next((v for n, v in headers if n.lower() == name), None)
+
+
 @dataclass
 class Recorded:
     method: bytes
@@ -44,8 +49,7 @@ class Recorded:
     body: bytes
 
     def header(self, name: bytes) -> bytes | None:
-        values = [v for n, v in self.headers if n.lower() == name]
-        return values[0] if values else None
+        return first_header(self.headers, name)
 
     def names(self) -> set[bytes]:
         return {n for n, _ in self.headers}
@@ -313,8 +317,7 @@ class Reply:
     body: bytes
 
     def header(self, name: bytes) -> bytes | None:
-        values = [v for n, v in self.headers if n.lower() == name]
-        return values[0] if values else None
+        return first_header(self.headers, name)
 
     def json(self) -> Any:
         return json.loads(self.body)
