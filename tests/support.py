@@ -62,6 +62,7 @@ class FakeUpstream:
     requests: list[Recorded] = field(default_factory=list)
     connections: int = 0
     cancelled: trio.Event = field(default_factory=trio.Event)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         tcp = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -70,7 +71,12 @@ class FakeUpstream:
         if self.ssl_context is not None:
             listeners = [trio.SSLListener(ln, self.ssl_context) for ln in tcp]
         task_status.started(self.port)
-        await trio.serve_listeners(self._handle, listeners)
+        with self.scope:
+            await trio.serve_listeners(self._handle, listeners)
+
+    def stop(self) -> None:
+        """Close the listener and every connection: the port then refuses connections."""
+        self.scope.cancel()
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
         self.connections += 1
@@ -259,7 +265,13 @@ def make_config(
         RouteConfig(pattern="/v1*/models/*:*", upstream="fake", provider="google"),
         RouteConfig(pattern="/v1/messages*", upstream="fake", provider="anthropic"),
         RouteConfig(prefix="/v1/", upstream="fake", provider="openai"),
-        RouteConfig(prefix="/openai/", upstream="fake", provider="openai", strip_prefix="/openai"),
+        RouteConfig(
+            prefix="/openai/",
+            upstream="fake",
+            provider="openai",
+            strip_prefix="/openai",
+            rewrite_model=True,
+        ),
     )
     base = ServerConfig(listen=(("127.0.0.1", 0),), admin_listen=None)
     return Config(

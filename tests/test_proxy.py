@@ -6,6 +6,7 @@ upstream; clients are real h11 clients over real sockets.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
@@ -350,3 +351,37 @@ async def test_https_upstream_not_trusted_is_502(tmp_path: Path) -> None:
         r = await request(h.port, "GET", "/v1/models", [bearer(h.keys.api)])
         assert (r.status, r.json()) == (502, err("upstream request failed", "server_error"))
         assert h.upstream.requests == []
+
+
+async def test_rewrite_model_forwards_the_bare_name(tmp_path: Path) -> None:
+    async with daemon(tmp_path) as h:
+        body = b'{"model": "openai/gpt-4o", "messages": [], "n": 1}'
+        r = await request(h.port, "POST", "/openai/v1/chat/completions", [bearer(h.keys.api)], body)
+        assert r.status == 200
+        [up] = h.upstream.requests
+        assert up.body == b'{"model": "gpt-4o", "messages": [], "n": 1}'
+        assert up.header(b"content-length") == str(len(up.body)).encode()
+
+
+async def test_x_forwarded_for_from_trusted_proxy_is_appended(tmp_path: Path) -> None:
+    trusted = (ipaddress.ip_network("127.0.0.0/8"),)
+    async with daemon(tmp_path, trusted_proxies=trusted) as h:
+        xff = ("x-forwarded-for", "203.0.113.7")
+        r = await request(h.port, "GET", "/v1/models", [bearer(h.keys.api), xff])
+        assert r.status == 200
+        assert h.upstream.requests[0].header(b"x-forwarded-for") == b"203.0.113.7, 127.0.0.1"
+
+
+async def test_x_forwarded_for_from_untrusted_peer_is_replaced(tmp_path: Path) -> None:
+    async with daemon(tmp_path) as h:
+        xff = ("x-forwarded-for", "203.0.113.7")
+        await request(h.port, "GET", "/v1/models", [bearer(h.keys.api), xff])
+        assert h.upstream.requests[0].header(b"x-forwarded-for") == b"127.0.0.1"
+
+
+async def test_upstream_port_closed_is_502(tmp_path: Path) -> None:
+    async with daemon(tmp_path) as h:
+        h.upstream.stop()
+        await trio.sleep(0.05)
+        r = await request(h.port, "GET", "/v1/models", [bearer(h.keys.api)])
+        assert (r.status, r.json()) == (502, err("upstream request failed", "server_error"))
