@@ -3,7 +3,11 @@
 Pure core (no I/O, no trio; values in, values out):
     errors        the one exception tree (status, type, public message)
     config        SPEC §2 config parsed into frozen values; tomlpos: line numbers for errors
+    config_values the SPEC §2 config dataclasses with their defaults
+    expand        ${VAR} and ${file:PATH} in config strings; paths against the config folder
+    tomlscan      one scan of a TOML text for the line of every key and table header
     keytable      SPEC §3 key table indexed by SHA-256; keys: key making, hashing, `check`
+    keytable_fast the key table's fast path: [[keys]] tables read without tomllib
     principal     who a request is from, with its scopes
     credentials   SPEC §4 credential sources and kinds
     routing       routes, the request's model, provider and upstream

@@ -6,14 +6,10 @@ problem as "FILE:LINE: key 'ID': message" (unknown fields, duplicate ids or
 hashes, unknown tenants, bad values).
 
 A table may hold a million keys and is re-parsed on SIGHUP while serving, so
-the common layout has a fast path. Only the text before the first ``[[keys]]``
-header (the tenants) goes through ``tomllib``; each ``[[keys]]`` table after it
-is read by one regex when it is up to four ``name = "plain string"`` lines,
-else line by line (other one-line values through ``tomllib`` one at a time).
-Anything else after the first header (tenants after keys, multi-line values,
-dotted or quoted keys, a name given twice) sends the whole file to ``tomllib``,
-which reads the same values, about four times slower. Line numbers are counted
-only when there is a problem to report, and ``KeyEntry`` objects are built when
+the common layout is read by the fast path in :mod:`aroutd.keytable_fast`;
+anything it does not read sends the whole file to ``tomllib``, which reads the
+same values. Both end in the same checks here. Line numbers are counted only
+when there is a problem to report, and ``KeyEntry`` objects are built when
 looked up (``by_digest`` is a read-only mapping over compact rows).
 """
 
@@ -21,7 +17,6 @@ from __future__ import annotations
 
 import hmac
 import re
-import tomllib
 from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from aroutd.errors import ConfigError
-from aroutd.tomlpos import Problems, Table, load_toml, scan_positions, type_name
+from aroutd.keytable_fast import Layout, fast_entries, head
+from aroutd.keytable_fast import NotSimple as _NotSimple
+from aroutd.tomlpos import Problems, Table, load_toml, type_name
+from aroutd.tomlscan import scan_positions
 
 __all__ = ["ID_RE", "KeyEntry", "KeyTable", "Tenant", "load_keytable", "parse_keytable"]
 
@@ -96,35 +94,6 @@ _EXPECTED = {
 }
 _KEY_FIELDS = _BASIC_FIELDS | _EXPECTED.keys()
 
-# The fast path's grammar (TOML 1.0 §Comment, §Keys, §String): a comment has no control
-# characters but tab; a plain basic string has no escapes, quotes or control characters.
-_COMMENT = r"(?:#[^\x00-\x08\n-\x1f\x7f]*)?"
-_HEADER = r"[ \t]*\[\[[ \t]*keys[ \t]*\]\][ \t]*" + _COMMENT
-_PAIR = r"[ \t]*([A-Za-z0-9_-]+)[ \t]*=[ \t]*"
-_PLAIN = r'[^"\\\x00-\x08\n-\x1f\x7f]*'
-_HEADER_RE = re.compile("^" + _HEADER + "$", re.M)
-# Every line of one table, one match each: (header, "", "", "", "") or (name, plain string,
-# "", "") or (name, "", other value for tomllib, "") or a blank or comment line (all "") or
-# (..., anything else), which sends the whole file to tomllib.
-_LINE_RE = re.compile(
-    rf'(?:({_HEADER})|{_PAIR}(?:"({_PLAIN})"[ \t]*{_COMMENT}|([^ \t\n][^\n]*))'
-    rf"|[ \t]*{_COMMENT}|(.+))(?:\n|\Z)"
-)
-# The common table in one match: up to four `name = "plain string"` lines right after the
-# header, then blank or comment lines up to the next header or the end.
-_PLAIN_PAIR = rf'{_PAIR}"({_PLAIN})"[ \t]*{_COMMENT}(?:\n|\Z)'
-_TABLE_RE = re.compile(
-    rf"{_HEADER}(?:\n|\Z)"
-    + f"(?:{_PLAIN_PAIR})?+" * 4  # possessive: a failed match must not retry 2**4 ways
-    + rf"(?:[ \t]*{_COMMENT}\n)*+(?={_HEADER}(?:\n|\Z)|\Z)"
-)
-
-_DECIMAL = r"[+-]?(?:0|[1-9][0-9]*)"
-_SCALAR_RE = re.compile(
-    rf"(?:(true|false)|({_DECIMAL})|({_DECIMAL}\.[0-9]+)|([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}"
-    rf"T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(?:\.[0-9]+)?(?:Z|[+-][0-9]{{2}}:[0-9]{{2}})))"
-    rf"[ \t]*{_COMMENT}"
-)
 
 _Row = tuple[bytes, str, str, str, dict[str, Any] | None]  # digest, id, tenant, type, rest
 _Problem = tuple[str | None, str]  # (field, or None for the header line; message)
@@ -156,46 +125,6 @@ class _FileKeys(Mapping[bytes, KeyEntry]):
         return f"<{len(self._rows)} key table entries>"
 
 
-class _NotSimple(Exception):
-    """The fast path met something it does not read; tomllib reads the whole file."""
-
-
-class _Layout:
-    """Where the n-th ``[[keys]]`` table starts; counted only when a problem needs a line."""
-
-    def __init__(self, text: str, first: int, lines: array[int] | None = None) -> None:
-        self.text = text
-        self.first = first  # offset of the first header; -1: offsets unknown, use ``lines``
-        self._offsets: array[int] | None = None
-        self._lines = lines
-
-    def offsets(self) -> array[int]:
-        if self._offsets is None:
-            found = _HEADER_RE.finditer(self.text, self.first)
-            self._offsets = array("q", (m.start() for m in found))
-        return self._offsets
-
-    def line(self, index: int) -> int:
-        if self._lines is None:
-            self._lines, line, last = array("q"), 1, 0
-            for offset in self.offsets():
-                line, last = line + self.text.count("\n", last, offset), offset
-                self._lines.append(line)
-        return self._lines[index]
-
-    def field_line(self, index: int, name: str | None) -> int:
-        line = self.line(index)
-        if name is None or self.first < 0:
-            return line
-        offsets = self.offsets()
-        start = offsets[index]
-        end = offsets[index + 1] if index + 1 < len(offsets) else len(self.text)
-        quoted = re.escape(name)
-        pattern = rf"""^[ \t]*(?:{quoted}|"{quoted}"|'{quoted}')[ \t]*="""
-        m = re.compile(pattern, re.M).search(self.text, start, end)
-        return line if m is None else line + self.text.count("\n", start, m.start())
-
-
 def load_keytable(path: Path) -> KeyTable:
     """Read and parse the key table at ``path``."""
     try:
@@ -217,73 +146,10 @@ def parse_keytable(text: str, *, path: Path) -> KeyTable:
 
 
 def _fast(text: str, file: str) -> KeyTable:
-    first = _HEADER_RE.search(text)
-    if first is None:
-        raise _NotSimple
-    prefix = text[: first.start()]
-    try:
-        root = tomllib.loads(prefix)
-    except (tomllib.TOMLDecodeError, RecursionError):
-        raise _NotSimple from None
-    if "keys" in root:
-        raise _NotSimple
-    entries = _fast_entries(text, first.start())
+    root, first = head(text)
+    prefix = text[:first]
     problems = Problems(file, lambda: scan_positions(prefix))
-    return _build(root, entries, _Layout(text, first.start()), problems)
-
-
-def _fast_entries(text: str, pos: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Each ``[[keys]]`` table from ``pos`` (a header) on, with its index."""
-    table_match, index = _TABLE_RE.match, 0
-    while pos < len(text):
-        m = table_match(text, pos)
-        if m is not None:
-            groups, entry = m.groups(), {}
-            for i in range(0, 8, 2):
-                name = groups[i]
-                if name is None:
-                    break
-                if name in entry:
-                    raise _NotSimple  # a name given twice: let tomllib word that error
-                entry[name] = groups[i + 1]
-            pos = m.end()
-        else:
-            nxt = _HEADER_RE.search(text, pos + 1)
-            end = len(text) if nxt is None else nxt.start()
-            entry = _table_lines(text, pos, end)
-            pos = end
-        yield index, entry
-        index += 1
-
-
-def _table_lines(text: str, start: int, end: int) -> dict[str, Any]:
-    """The ``[[keys]]`` table at ``text[start:end]``, line by line."""
-    entry: dict[str, Any] = {}
-    for header, name, plain, other, bad in _LINE_RE.findall(text, start, end)[1:]:
-        if header or bad:
-            raise _NotSimple
-        if name and name in entry:
-            raise _NotSimple
-        if name:
-            entry[name] = _one_value(other) if other else plain
-    return entry
-
-
-def _one_value(text: str) -> object:
-    """A one-line TOML value (and comment) other than a plain string, as tomllib reads it."""
-    m = _SCALAR_RE.fullmatch(text)
-    if m is not None:  # the common scalars without a tomllib call (each costs ~10 µs)
-        boolean, integer, number, moment = m.groups()
-        if boolean or integer or number:
-            return boolean == "true" if boolean else int(integer) if integer else float(number)
-        try:
-            return datetime.fromisoformat(moment)
-        except ValueError:
-            pass  # e.g. February 30th: tomllib words the error
-    try:
-        return tomllib.loads("v = " + text)["v"]
-    except (tomllib.TOMLDecodeError, RecursionError):
-        raise _NotSimple from None
+    return _build(root, fast_entries(text, first), Layout(text, first), problems)
 
 
 def _slow(text: str, file: str) -> KeyTable:
@@ -293,17 +159,17 @@ def _slow(text: str, file: str) -> KeyTable:
     if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
         problems.add(("keys",), "keys: must be an array of tables ([[keys]])")
         keys = []
-    layout = _Layout(text, 0)
+    layout = Layout(text, 0)
     if len(layout.offsets()) != len(keys):  # headers the regex cannot see: ask the scanner
         lines = array("q", (problems.line(("keys", i)) for i in range(len(keys))))
-        layout = _Layout(text, -1, lines)
+        layout = Layout(text, -1, lines)
     return _build(data, enumerate(keys), layout, problems)
 
 
 def _build(
     root: dict[str, Any],
     entries: Iterator[tuple[int, dict[str, Any]]],
-    layout: _Layout,
+    layout: Layout,
     problems: Problems,
 ) -> KeyTable:
     top = Table(problems, (), root, unknown="unknown field")
@@ -350,7 +216,7 @@ def _report(
     tenants: Mapping[str, Tenant],
     rows: Mapping[bytes, _Row],
     first_index: dict[str, int],
-    layout: _Layout,
+    layout: Layout,
     problems: Problems,
 ) -> None:
     kid = d.get("id")

@@ -10,8 +10,13 @@ import pytest
 CORE = [
     "aroutd.errors",
     "aroutd.config",
+    "aroutd.config_values",
+    "aroutd.expand",
+    "aroutd.tomlscan",
     "aroutd.keytable",
+    "aroutd.keytable_fast",
     "aroutd.keys",
+    "aroutd.tomlpos",
     "aroutd.principal",
     "aroutd.credentials",
     "aroutd.routing",
