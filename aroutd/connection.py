@@ -67,6 +67,9 @@ class ClientConnection:
             return True
         if self.conn.trailing_data[1]:
             return False
+        if isinstance(self.stream, trio.SocketStream):
+            # the next request is rarely here already: skip a recv() that says EAGAIN
+            await trio.lowlevel.wait_readable(self.stream.socket)
         await self._receive()
         return not self.conn.trailing_data[1] or self.has_buffered_data()
 

@@ -44,11 +44,13 @@ def UpstreamTimeout() -> GatewayTimeout:
 
 
 class _Conn:
-    __slots__ = ("h11", "stream")
+    __slots__ = ("h11", "sock", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
+        # plain TCP: the raw socket, to wait for readability before a recv()
+        self.sock = stream.socket if isinstance(stream, trio.SocketStream) else None
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(1):
@@ -183,6 +185,10 @@ class UpstreamPool:
             raise _Failure() from None
         while True:
             with trio.fail_after(self.config.read_timeout_s):
+                if conn.sock is not None:
+                    # the answer cannot be here yet: skip the recv() that would say EAGAIN
+                    # (syscalls are a large share of a proxied request's cost)
+                    await trio.lowlevel.wait_readable(conn.sock)
                 event = await _next_event(conn)
             if isinstance(event, h11.Response):
                 return event
