@@ -13,6 +13,7 @@ client that goes away cancels its upstream request at once (SPEC §6).
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import time
@@ -58,6 +59,16 @@ DISCARD_LIMIT_BYTES = 65536  # a refused request's body smaller than this is rea
 # connection can be kept; a larger one closes the connection instead
 
 
+# Request ids need to be unique, not secret: a random per-process prefix and a
+# counter (32 hex characters) cost no getrandom() syscall per request.
+_RID_PREFIX = secrets.token_hex(8)
+_rid_counter = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_RID_PREFIX}{next(_rid_counter):016x}"
+
+
 @dataclass(frozen=True, slots=True)
 class ConnInfo:
     peer_ip: str
@@ -76,7 +87,7 @@ async def handle_request(
     rec = AccessRecord(time=time.time(), method=req.method.decode("ascii", "replace"))
     rec.path = redact_query_key(req.target)
     headers = list(req.headers)  # names lowercased by h11
-    rid = request_id_from(headers) or secrets.token_hex(16)
+    rid = request_id_from(headers) or _new_request_id()
     rec.request_id = rid
     rid_header = (b"x-request-id", rid.encode())
     keep = True
