@@ -1,0 +1,141 @@
+"""aroutd's side of the harness: a temp config (SPEC §2), key tables, the wallet JWT.
+
+Pure writers: each takes the directory and the values, writes files, returns paths
+or strings. The generated API key is ``lr_live_`` + 48 hex; the key table stores
+only its SHA-256 (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "AroutdFiles",
+    "new_api_key",
+    "sha256_hex",
+    "wallet_jwt",
+    "write_aroutd_files",
+    "write_big_keytable",
+    "write_keytable",
+]
+
+WALLET_ACCOUNT = "eip155:8453:0x" + "1234567890" * 4  # digits only: EIP-55 leaves it unchanged
+
+
+def new_api_key() -> str:
+    return "lr_live_" + secrets.token_hex(24)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AroutdFiles:
+    config: Path
+    keys: Path
+    jwt_secret: Path
+    public_url: str
+    api_key: str = field(repr=False)
+
+
+def _keys_header(api_key: str) -> str:
+    return (
+        "[tenants.bench]\n\n[tenants.t]\n\n"
+        f'[[keys]]\nid = "bench"\ntenant = "bench"\nsha256 = "{sha256_hex(api_key)}"\n\n'
+    )
+
+
+def write_keytable(path: Path, api_key: str, extra_keys: list[str] | None = None) -> None:
+    """The bench tenant and key, plus optional extra keys (ids extra1..) in tenant t."""
+    parts = [_keys_header(api_key)]
+    for i, key in enumerate(extra_keys or [], start=1):
+        parts.append(f'[[keys]]\nid = "extra{i}"\ntenant = "t"\nsha256 = "{sha256_hex(key)}"\n\n')
+    _atomic_write(path, "".join(parts).encode())
+
+
+def write_big_keytable(
+    path: Path, api_key: str, count: int, extra_keys: list[str] | None = None
+) -> int:
+    """``count`` filler keys k1..kN in tenant t plus the bench key; returns bytes written."""
+    head = _keys_header(api_key)
+    for i, key in enumerate(extra_keys or [], start=1):
+        head += f'[[keys]]\nid = "extra{i}"\ntenant = "t"\nsha256 = "{sha256_hex(key)}"\n\n'
+    sha = hashlib.sha256
+    body = "".join(
+        f'[[keys]]\nid = "k{i}"\ntenant = "t"\nsha256 = "{sha(b"filler-%d" % i).hexdigest()}"\n\n'
+        for i in range(1, count + 1)
+    )
+    data = (head + body).encode()
+    _atomic_write(path, data)
+    return len(data)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_aroutd_files(
+    directory: Path, *, port: int, upstream_port: int, api_key: str, max_connections: int
+) -> AroutdFiles:
+    """Config, key table and JWT secret for one aroutd instance in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    public_url = f"http://127.0.0.1:{port}"
+    secret = directory / "jwt.secret"
+    if not secret.exists():
+        secret.write_bytes(secrets.token_hex(32).encode())
+        secret.chmod(0o600)
+    keys = directory / "keys.toml"
+    if not keys.exists():
+        write_keytable(keys, api_key)
+    config = directory / "aroutd.toml"
+    config.write_text(
+        "[server]\n"
+        f'listen = ["127.0.0.1:{port}"]\n'
+        'admin_listen = ""\n'
+        f'public_url = "{public_url}"\n'
+        f"max_connections = {max_connections}\n"
+        "idle_timeout_s = 300\n"
+        "\n[keys]\n"
+        'file = "keys.toml"\n'
+        "\n[state]\n"
+        'path = "state/aroutd.db"\n'
+        "\n[wallet]\n"
+        'jwt_secret_file = "jwt.secret"\n'
+        "\n[upstreams.mock]\n"
+        f'url = "http://127.0.0.1:{upstream_port}"\n'
+        'auth_header = "Authorization"\n'
+        'auth_value = "Bearer upstream-secret"\n'
+        "\n[[routes]]\n"
+        'prefix = "/v1/"\n'
+        'upstream = "mock"\n'
+        'provider = "openai"\n'
+    )
+    return AroutdFiles(
+        config=config, keys=keys, jwt_secret=secret, public_url=public_url, api_key=api_key
+    )
+
+
+def wallet_jwt(secret_file: Path, public_url: str, *, ttl_s: int = 3600) -> str:
+    """An HS256 wallet JWT as aroutd mints it (SPEC §8): kid = sha256(secret)[:16]."""
+    import jwt
+
+    secret = secret_file.read_bytes()
+    now = int(time.time())
+    claims = {
+        "iss": public_url,
+        "aud": "aroutd",
+        "sub": WALLET_ACCOUNT,
+        "iat": now,
+        "exp": now + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+    kid = hashlib.sha256(secret).hexdigest()[:16]
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": kid})
