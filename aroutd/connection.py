@@ -15,6 +15,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 
 import h11
@@ -73,30 +74,30 @@ class ClientConnection:
         await self._receive()
         return not self.conn.trailing_data[1] or self.has_buffered_data()
 
-    async def wait_closed(self) -> bool:
-        """While a response is relayed: return True as soon as the client goes away.
+    def peer_gone(self) -> bool:
+        """Whether the client has closed its side, asked without blocking.
 
-        Bytes that arrive meanwhile (a pipelined next request) are handed to h11,
-        which keeps them for the next cycle; past a bound we stop reading (and so
-        stop watching) rather than buffer without limit.
+        A peek at the socket: EOF or an error means gone; pending bytes (a
+        pipelined next request) stay where they are for h11 to read later.
         """
-        buffered = 0
-        sock = self.stream.socket if isinstance(self.stream, trio.SocketStream) else None
-        while buffered <= self.max_header_bytes:
-            try:
-                if sock is not None:
-                    # usually nothing arrives: wait without a recv() that would say EAGAIN
-                    await trio.lowlevel.wait_readable(sock)
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if not data:
-                self.conn.receive_data(b"")
-                return True
-            buffered += len(data)
-            self.conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
-        await trio.sleep_forever()
-        return False  # not reached
+        sock = self._raw_socket()
+        if sock is None:
+            return False
+        probe = socket.socket(fileno=sock.fileno())
+        try:
+            return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            probe.detach()  # the descriptor stays trio's
+
+    def _raw_socket(self) -> trio.socket.SocketType | None:
+        stream: object = self.stream
+        if isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        return stream.socket if isinstance(stream, trio.SocketStream) else None
 
     async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
         while True:

@@ -48,13 +48,12 @@ from .policy import (
 from .principal import Principal
 from .routing import match_route, request_model, resolve, rewrite_body_model
 from .runtime import Runtime
-from .upstream import UpstreamBroken, UpstreamPool
+from .upstream import Abandoned, UpstreamBroken, UpstreamPool
 
 __all__ = ["ConnInfo", "handle_request"]
 
 PROTECTED_PREFIXES = (b"/v1/", b"/v1beta/", b"/api/v1/")
 JSON_HEADERS = [(b"content-type", b"application/json")]
-WATCH_CLIENT_AFTER_S = 0.02  # a client gone is noticed within this delay plus a poll
 DISCARD_LIMIT_BYTES = 65536  # a refused request's body smaller than this is read so the
 # connection can be kept; a larger one closes the connection instead
 
@@ -316,39 +315,10 @@ async def _relay(
     never a truncated success.
     """
     t0 = time.perf_counter()
-    gone = False
-    failure: HTTPError | _Cut | None = None
-    async with trio.open_nursery() as nursery:
-
-        async def watch_client() -> None:
-            nonlocal gone
-            # Most answers are done within this delay; not watching them saves
-            # the epoll registrations (syscalls) that watching costs.
-            await trio.sleep(WATCH_CLIENT_AFTER_S)
-            if await client.wait_closed():
-                gone = True
-                nursery.cancel_scope.cancel()
-
-        nursery.start_soon(watch_client)
-        try:
-            await _forward(rt, client, out, rid, rec, t0)
-        except (HTTPError, _Cut) as exc:
-            # raised outside the nursery, so it is not wrapped in an ExceptionGroup
-            failure = exc
-        finally:
-            nursery.cancel_scope.cancel()
-    if gone:
-        rec.error = "client gone"
-        raise _Cut()
-    if failure is not None:
-        raise failure
-
-
-async def _forward(
-    rt: Runtime, client: ClientConnection, out: _Outbound, rid: str, rec: AccessRecord, t0: float
-) -> None:
     try:
-        async with out.pool.request(out.method, out.target, out.headers, out.body) as resp:
+        async with out.pool.request(
+            out.method, out.target, out.headers, out.body, abandoned=client.peer_gone
+        ) as resp:
             head = response_headers(resp.headers, request_id=rid)
             if rt.draining.is_set():
                 head.append((b"connection", b"close"))
@@ -370,6 +340,7 @@ async def _forward(
                 if rec.ttfb_ms is None:  # nothing sent yet: the answer can still be ours
                     raise BadGateway("upstream request failed") from None
                 raise _Cut() from None
-    except ClientGone:
+    except (ClientGone, Abandoned):
+        # the client left: the upstream request is given up (closed) at once
         rec.error = "client gone"
         raise _Cut() from None
