@@ -116,11 +116,18 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 def _loads(body: bytes) -> Any:
-    """Strict JSON: UTF-8 only (RFC 8259 §8.1), no NaN/Infinity, BadRequest otherwise."""
+    """Strict JSON: UTF-8 only (RFC 8259 §8.1), no NaN/Infinity, BadRequest otherwise.
+
+    Objects are _Object (duplicate "model" keys remembered) unless the body
+    cannot hold two "model" keys: written raw at most once, and no \\u escape
+    that could spell one. Then the C decoder alone does the work, without a
+    Python hook per object (most bodies: this is on every request's path).
+    """
+    hook = _object_hook if b"\\u" in body or body.count(b'"model"') > 1 else None
     try:
         # json.loads(bytes) would also guess UTF-16/32; decode explicitly instead.
         text = body.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_object_hook, parse_constant=_reject_constant)
+        return json.loads(text, object_pairs_hook=hook, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise BadRequest(MSG_INVALID_JSON) from None
 
@@ -144,9 +151,9 @@ def model_from_body(body: bytes) -> str | None:
     if not body:
         return None
     doc = _loads(body)
-    if not isinstance(doc, _Object):
+    if not isinstance(doc, dict):
         return None
-    if doc.duplicate_model:
+    if isinstance(doc, _Object) and doc.duplicate_model:
         raise BadRequest(MSG_DUPLICATE_MODEL)
     if "model" not in doc:
         return None
@@ -347,7 +354,7 @@ def rewrite_body_model(body: bytes, new_model: str) -> bytes:
     A body that is not a JSON object, or has no top-level model, is returned as is.
     Raises BadRequest ``invalid JSON body`` like :func:`model_from_body`.
     """
-    if not body or not isinstance(_loads(body), _Object):
+    if not body or not isinstance(_loads(body), dict):
         return body
     text = body.decode("utf-8")  # _loads proved it valid UTF-8 JSON
     replacement = json.dumps(new_model)

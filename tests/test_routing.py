@@ -609,3 +609,35 @@ def test_model_from_multipart_fuzz(body: bytes) -> None:
         "duplicate model field",
     )
     assert model in (None, "whisper-1")
+
+
+def _reference_model(body: bytes) -> str | None:
+    """model_from_body's contract, computed the slow obvious way (one hook for every body)."""
+    top: list[list[tuple[str, object]]] = []
+
+    def hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        top.append(pairs)
+        return dict(pairs)
+
+    doc = json.loads(body.decode("utf-8"), object_pairs_hook=hook)
+    if not isinstance(doc, dict):
+        return None
+    if sum(1 for key, _ in top[-1] if key == "model") > 1:
+        return "<duplicate>"
+    return doc.get("model")  # type: ignore[return-value]
+
+
+_KEYS = st.sampled_from(["model", "mod\\u0065l", "messages", "x", "\\u006dodel"])
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(_KEYS, st.text(min_size=1, max_size=5)), max_size=4))
+def test_model_fast_path_agrees_with_the_hooked_parse(pairs: list[tuple[str, str]]) -> None:
+    """The C-decoder fast path never misses a duplicate "model", even spelled with \\u escapes."""
+    body = ("{" + ",".join(f'"{k}":{json.dumps(v)}' for k, v in pairs) + "}").encode()
+    expected = _reference_model(body)
+    try:
+        got: str | None = model_from_body(body)
+    except BadRequest as exc:
+        got = "<duplicate>" if exc.message == "duplicate model field" else f"<{exc.message}>"
+    assert got == expected
