@@ -42,7 +42,6 @@ from .policy import (
     Endpoint,
     authorize_endpoint,
     authorize_model,
-    principal_for_key,
     principal_for_wallet,
 )
 from .principal import Principal
@@ -244,15 +243,9 @@ def _principal(rt: Runtime, headers: list[tuple[bytes, bytes]], query: bytes) ->
         account = rt.tokens.verify(cred.value, time.time())
         return principal_for_wallet(account, rt.config.wallet, cred.method)
     if cred.kind in ("api", "management"):
-        table = rt.keytable
-        entry = table.lookup(cred.digest)
-        if (
-            entry is not None
-            and entry.type == cred.kind
-            and entry.usable(datetime.now(UTC))
-            and entry.tenant in table.tenants
-        ):
-            return principal_for_key(entry, table.tenants[entry.tenant], cred.method)
+        principal = rt.key_principal(cred.digest, cred.kind, cred.method, datetime.now(UTC))
+        if principal is not None:
+            return principal
     raise Unauthorized("invalid api key")
 
 

@@ -9,6 +9,7 @@ table from start to end (SPEC §11).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import trio
 
@@ -16,12 +17,16 @@ from .auth.signin import SigninSettings
 from .auth.walletjwt import WalletTokens
 from .authlimit import FailedAuthLimiter
 from .config import Config
-from .keytable import KeyTable
+from .keytable import KeyEntry, KeyTable
+from .policy import principal_for_key
+from .principal import AuthMethod, Principal
 from .routing import known_providers
 from .store.base import StateStore
 from .upstream import UpstreamPool
 
-__all__ = ["Runtime"]
+__all__ = ["KEY_CACHE_SIZE", "Runtime"]
+
+KEY_CACHE_SIZE = 65536  # keys in use at once; past it the cache starts over
 
 
 @dataclass(slots=True, kw_only=True)
@@ -37,6 +42,10 @@ class Runtime:
     # draining: set on SIGTERM; idle keep-alive connections close, responses say close
     draining: trio.Event = field(default_factory=trio.Event)
     idle_scopes: set[trio.CancelScope] = field(default_factory=set)
+    # (digest, auth method) -> (entry, principal) for the table in _cached_table;
+    # emptied whenever rt.keytable is replaced, so a reload takes effect at once
+    _key_cache: dict[tuple[bytes, str], tuple[KeyEntry, Principal]] = field(default_factory=dict)
+    _cached_table: KeyTable | None = None
     open_connections: int = 0
     reloads_ok: int = 0
     reloads_failed: int = 0
@@ -54,6 +63,31 @@ class Runtime:
             providers=known_providers(config),
             signin=SigninSettings.from_config(config) if tokens is not None else None,
         )
+
+    def key_principal(
+        self, digest: bytes, kind: str, method: AuthMethod, now: datetime
+    ) -> Principal | None:
+        """The principal of an API or management key; None when unknown, of the
+        wrong kind, disabled or expired (all answered alike, SPEC §4).
+
+        Entries and principals are cached per key table: building them was a
+        measurable part of every request.
+        """
+        table = self.keytable
+        if self._cached_table is not table:
+            self._key_cache.clear()
+            self._cached_table = table
+        hit = self._key_cache.get((digest, method))
+        if hit is None:
+            entry = table.lookup(digest)
+            if entry is None or entry.type != kind or entry.tenant not in table.tenants:
+                return None
+            hit = (entry, principal_for_key(entry, table.tenants[entry.tenant], method))
+            if len(self._key_cache) >= KEY_CACHE_SIZE:
+                self._key_cache.clear()
+            self._key_cache[(digest, method)] = hit
+        entry, principal = hit
+        return principal if entry.usable(now) else None
 
     def start_draining(self) -> None:
         """SIGTERM: idle keep-alive connections close now, busy ones after their response."""
