@@ -80,14 +80,14 @@ class Runtime:
         hit = self._key_cache.get((digest, method))
         if hit is None:
             entry = table.lookup(digest)
-            if entry is None or entry.type != kind or entry.tenant not in table.tenants:
+            if entry is None or entry.tenant not in table.tenants:
                 return None
             hit = (entry, principal_for_key(entry, table.tenants[entry.tenant], method))
             if len(self._key_cache) >= KEY_CACHE_SIZE:
                 self._key_cache.clear()
             self._key_cache[(digest, method)] = hit
         entry, principal = hit
-        return principal if entry.usable(now) else None
+        return principal if entry.type == kind and entry.usable(now) else None
 
     def start_draining(self) -> None:
         """SIGTERM: idle keep-alive connections close now, busy ones after their response."""
