@@ -15,6 +15,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Sequence
 
@@ -40,6 +41,7 @@ class ClientConnection:
         self.max_header_bytes = max_header_bytes
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self._closed = False
+        self._probe: socket.socket | None = None  # see peer_gone()
         self._content_length: int | None = None  # of the current request
         self.stall_timeout_s: float | None = None  # while reading a body: 408 after this silence
 
@@ -80,18 +82,18 @@ class ClientConnection:
         A peek at the socket: EOF or an error means gone; pending bytes (a
         pipelined next request) stay where they are for h11 to read later.
         """
-        sock = self._raw_socket()
-        if sock is None:
-            return False
-        probe = socket.socket(fileno=sock.fileno())
+        if self._probe is None:
+            sock = self._raw_socket()
+            if sock is None:
+                return False
+            # a duplicate descriptor of our own, made once: the original stays trio's
+            self._probe = socket.socket(fileno=os.dup(sock.fileno()))
         try:
-            return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            return self._probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except BlockingIOError:
             return False
         except OSError:
             return True
-        finally:
-            probe.detach()  # the descriptor stays trio's
 
     def _raw_socket(self) -> trio.socket.SocketType | None:
         stream: object = self.stream
@@ -260,6 +262,8 @@ class ClientConnection:
         if self._closed:
             return
         self._closed = True
+        if self._probe is not None:
+            self._probe.close()
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await self.stream.aclose()
 

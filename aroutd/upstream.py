@@ -47,7 +47,7 @@ class Abandoned(Exception):
 
 
 Abandon = Callable[[], bool]  # "has the client gone?", cheap and non-blocking
-ABANDON_POLL_S = 0.05  # a client that leaves is noticed within this delay
+ABANDON_POLL_S = 0.1  # a client that leaves is noticed within this delay
 
 
 def UpstreamFailed() -> BadGateway:
