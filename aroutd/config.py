@@ -52,6 +52,7 @@ __all__ = [
     "X402Config",
     "load_config",
     "parse_config",
+    "unsupported",
 ]
 
 _CAIP2_RE = re.compile(r"[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}")
@@ -344,3 +345,22 @@ def _price(name: str, t: Table) -> Price:
         output=t.number("output", 0.0, positive=False),
         cached_input=cached,
     )
+
+
+def unsupported(cfg: Config) -> list[str]:
+    """Settings this version parses but cannot honour yet, as "FILE: key: why".
+
+    Refused rather than ignored: serving plaintext where TLS was asked for, or
+    keeping state on one host where Redis was asked for, would be silently wrong.
+    """
+    file = str(cfg.path)
+    out: list[str] = []
+    if cfg.server.tls_cert is not None:
+        out.append(f"{file}: server.tls_cert: TLS termination is not supported yet")
+    if cfg.server.proxy_protocol:
+        out.append(f"{file}: server.proxy_protocol: the PROXY protocol is not supported yet")
+    if cfg.state.backend != "sqlite":
+        out.append(f'{file}: state.backend: only "sqlite" is supported yet')
+    if cfg.x402.enabled:
+        out.append(f"{file}: x402.enabled: x402 payments are not supported yet")
+    return out

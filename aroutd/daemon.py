@@ -23,7 +23,7 @@ import trio
 
 from . import accesslog
 from .auth.walletjwt import WalletTokens
-from .config import Config, load_config
+from .config import Config, load_config, unsupported
 from .errors import ConfigError
 from .handler import ConnInfo
 from .keytable import load_keytable
@@ -153,6 +153,9 @@ async def serve(
     cfg: Config, *, task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain and return."""
+    problems = unsupported(cfg)
+    if problems:
+        raise ConfigError(problems)
     keytable = await trio.to_thread.run_sync(load_keytable, cfg.keys.file)
     store = SqliteStore.open(cfg.state.path)
     try:

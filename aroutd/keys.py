@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from pathlib import Path
 
-from aroutd.config import load_config
+from aroutd.config import load_config, unsupported
 from aroutd.errors import ConfigError
 from aroutd.keytable import ID_RE, load_keytable
 
@@ -86,4 +86,4 @@ def check_paths(config_path: Path) -> list[str]:
         load_keytable(config.keys.file)
     except ConfigError as exc:
         return list(exc.problems)
-    return []
+    return unsupported(config)

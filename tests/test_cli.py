@@ -125,3 +125,22 @@ def test_demo_prints_a_key_that_works(tmp_path: Path) -> None:
         assert key not in (tmp_path / "demo-keys.toml").read_text()
     finally:
         assert proc.stop(signal.SIGINT) == 0
+
+
+def test_settings_not_supported_yet_are_refused(tmp_path: Path) -> None:
+    """TLS, PROXY protocol, Redis and x402 are parsed but refused, never silently ignored."""
+    (tmp_path / "keys.toml").write_text("[tenants.t]\n")
+    (tmp_path / "c.pem").write_text("x")
+    cfg = tmp_path / "aroutd.toml"
+    cfg.write_text(
+        '[server]\nlisten = ["127.0.0.1:0"]\nadmin_listen = ""\ntls_cert = "c.pem"\ntls_key = "c.pem"\n'
+        'proxy_protocol = true\n\n[keys]\nfile = "keys.toml"\n\n'
+        '[state]\nbackend = "redis"\nredis_url = "redis://127.0.0.1:6379/0"\n'
+    )
+    check = aroutd("check", "--config", str(cfg))
+    assert check.returncode == 1
+    for key in ("server.tls_cert", "server.proxy_protocol", "state.backend"):
+        assert f"{cfg}: {key}:" in check.stderr
+    serve = aroutd("serve", "--config", str(cfg))
+    assert serve.returncode == 1
+    assert "TLS termination is not supported yet" in serve.stderr
