@@ -133,7 +133,8 @@ def test_settings_not_supported_yet_are_refused(tmp_path: Path) -> None:
     (tmp_path / "c.pem").write_text("x")
     cfg = tmp_path / "aroutd.toml"
     cfg.write_text(
-        '[server]\nlisten = ["127.0.0.1:0"]\nadmin_listen = ""\ntls_cert = "c.pem"\ntls_key = "c.pem"\n'
+        '[server]\nlisten = ["127.0.0.1:0"]\nadmin_listen = ""\n'
+        'tls_cert = "c.pem"\ntls_key = "c.pem"\n'
         'proxy_protocol = true\n\n[keys]\nfile = "keys.toml"\n\n'
         '[state]\nbackend = "redis"\nredis_url = "redis://127.0.0.1:6379/0"\n'
     )
