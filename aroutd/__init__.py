@@ -16,6 +16,7 @@ Pure core (no I/O, no trio; values in, values out):
     framing       SPEC §12 request-smuggling checks
     authlimit     SPEC §12 slowing down failed authentication
     accesslog     SPEC §11 JSON access-log lines and daemon events
+    metrics       SPEC §11 Prometheus counters and histograms, rendered as text
     auth/         SPEC §8 SIWx, EVM, Solana, wallet JWTs, sign-in
     store/        the state store interface and its sqlite default
     mock_router, mock_providers, mock_gemini   the mock upstream's pure answers
@@ -27,6 +28,7 @@ Trio shell (sockets, files, clock, signals):
     upstream      pooled h11 client connections to upstreams
     runtime       live state shared by connections
     daemon        listeners, nurseries, SIGHUP/SIGTERM, sd_notify (sdnotify)
+    admin         the admin listener: GET /healthz and GET /metrics
     mock_upstream the bundled fake OpenAI/Anthropic/Gemini on hypercorn
     demo, cli     the quick start and the command line
 """

@@ -22,6 +22,7 @@ from pathlib import Path
 import trio
 
 from . import accesslog
+from .admin import serve_admin_connection
 from .auth.walletjwt import WalletTokens
 from .config import Config, load_config, unsupported
 from .errors import ConfigError
@@ -43,15 +44,18 @@ class Bound:
     """Where the daemon listens, reported through task_status once it serves."""
 
     addresses: tuple[tuple[str, int], ...]
+    admin: tuple[tuple[str, int], ...] = ()
 
 
 def _wallet_tokens(cfg: Config) -> WalletTokens | None:
     return WalletTokens.from_config(cfg) if cfg.wallet.enabled else None
 
 
-async def _open_listeners(cfg: Config) -> list[trio.SocketListener]:
+async def _open_listeners(
+    cfg: Config, addresses: tuple[tuple[str, int], ...]
+) -> list[trio.SocketListener]:
     listeners: list[trio.SocketListener] = []
-    for host, port in cfg.server.listen:
+    for host, port in addresses:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = trio.socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -87,6 +91,18 @@ async def _accept_loop(rt: Runtime, listener: trio.SocketListener, handlers: tri
         handlers.start_soon(_serve_one, rt, stream, ConnInfo(peer_ip=peer[0], proto="http"))
 
 
+async def _admin_accept_loop(
+    rt: Runtime, listener: trio.SocketListener, handlers: trio.Nursery
+) -> None:
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError:
+            await trio.sleep(ACCEPT_ERROR_PAUSE_S)
+            continue
+        handlers.start_soon(serve_admin_connection, rt, stream)
+
+
 async def _serve_one(rt: Runtime, stream: trio.abc.Stream, info: ConnInfo) -> None:
     try:
         await serve_connection(rt, stream, info)
@@ -107,14 +123,14 @@ async def reload_keys(rt: Runtime) -> bool:
     try:
         table = await trio.to_thread.run_sync(load_keytable, path)
     except ConfigError as exc:
-        rt.reloads_failed += 1
+        rt.metrics.reloads["error"] += 1
         accesslog.event("reload", result="error", problems=list(exc.problems))
         notify("READY=1", "STATUS=serving (reload failed, old key table kept)")
         return False
     finally:
         sys.setswitchinterval(interval)
     rt.keytable = table
-    rt.reloads_ok += 1
+    rt.metrics.reloads["ok"] += 1
     accesslog.event(
         "reload",
         result="ok",
@@ -160,21 +176,28 @@ async def serve(
     store = SqliteStore.open(cfg.state.path)
     try:
         rt = Runtime.build(cfg, keytable, store, _wallet_tokens(cfg))
-        listeners = await _open_listeners(cfg)
-        bound = Bound(tuple(_sockname(ln) for ln in listeners))
+        listeners = await _open_listeners(cfg, cfg.server.listen)
+        admin_at = cfg.server.admin_listen
+        admin = await _open_listeners(cfg, (admin_at,)) if admin_at else []
+        bound = Bound(
+            tuple(_sockname(ln) for ln in listeners), tuple(_sockname(ln) for ln in admin)
+        )
         async with trio.open_nursery() as handlers:
             async with trio.open_nursery() as accepting:
                 for listener in listeners:
                     accepting.start_soon(_accept_loop, rt, listener, handlers)
+                for listener in admin:
+                    accepting.start_soon(_admin_accept_loop, rt, listener, handlers)
                 accepting.start_soon(_signals, rt, accepting.cancel_scope)
                 accesslog.event(
                     "listening",
                     addresses=[f"{_fmt(h)}:{p}" for h, p in bound.addresses],
+                    admin=[f"{_fmt(h)}:{p}" for h, p in bound.admin],
                     keys=len(keytable.by_digest),
                 )
                 notify("READY=1", f"STATUS=serving {len(keytable.by_digest)} keys")
                 task_status.started(bound)
-            for listener in listeners:
+            for listener in [*listeners, *admin]:
                 await listener.aclose()
             notify("STOPPING=1")
             rt.start_draining()

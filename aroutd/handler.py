@@ -104,10 +104,19 @@ async def handle_request(
         # answered without reading the body (e.g. /healthz): read what is left
         keep = await _finish_body(rt, client)
     finally:
-        rec.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        duration_s = time.perf_counter() - started
+        rec.duration_ms = round(duration_s * 1000, 3)
         if rec.client == "":
             rec.client = info.peer_ip
         accesslog.write(rec)
+        rt.metrics.observe(
+            status=rec.status,
+            auth_method=rec.auth_method,
+            duration_s=duration_s,
+            upstream_s=None if rec.ttfb_ms is None else rec.ttfb_ms / 1000,
+            # our own 401/429 messages are a closed set: safe as label values
+            auth_failure=rec.error if rec.status in (401, 429) else None,
+        )
     return keep and client.can_reuse()
 
 

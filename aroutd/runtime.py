@@ -18,6 +18,7 @@ from .auth.walletjwt import WalletTokens
 from .authlimit import FailedAuthLimiter
 from .config import Config
 from .keytable import KeyEntry, KeyTable
+from .metrics import Metrics
 from .policy import principal_for_key
 from .principal import AuthMethod, Principal
 from .routing import known_providers
@@ -47,8 +48,7 @@ class Runtime:
     _key_cache: dict[tuple[bytes, str], tuple[KeyEntry, Principal]] = field(default_factory=dict)
     _cached_table: KeyTable | None = None
     open_connections: int = 0
-    reloads_ok: int = 0
-    reloads_failed: int = 0
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def build(

@@ -293,6 +293,7 @@ class Harness:
     keys: Keys
     upstream: FakeUpstream
     config: Config
+    admin_port: int = 0
 
 
 @asynccontextmanager
@@ -318,7 +319,8 @@ async def daemon(
         keys = Keys()
         cfg = make_config(tmp, fake.port, keys, ca_file=ca_file, **server)
         bound: Bound = await nursery.start(serve, cfg)
-        yield Harness(bound.addresses[0][1], keys, fake, cfg)
+        admin_port = bound.admin[0][1] if bound.admin else 0
+        yield Harness(bound.addresses[0][1], keys, fake, cfg, admin_port)
         nursery.cancel_scope.cancel()
 
 
