@@ -67,6 +67,15 @@ class KeyTable:
     tenants: Mapping[str, Tenant]
     by_digest: Mapping[bytes, KeyEntry]
 
+    def dispose(self) -> None:
+        """After a reload swapped this table out: free it piecemeal (from a worker thread).
+
+        The table must not be used afterwards.
+        """
+        dispose = getattr(self.by_digest, "dispose", None)
+        if dispose is not None:
+            dispose()
+
     def lookup(self, digest: bytes) -> KeyEntry | None:
         """The entry whose digest equals ``digest``, compared in constant time (SPEC §4)."""
         entry = self.by_digest.get(digest)
@@ -99,6 +108,9 @@ _Row = tuple[bytes, str, str, str, dict[str, Any] | None]  # digest, id, tenant,
 _Problem = tuple[str | None, str]  # (field, or None for the header line; message)
 
 
+_DISPOSE_BATCH = 512
+
+
 class _FileKeys(Mapping[bytes, KeyEntry]):
     """digest -> KeyEntry, each built when looked up: a million KeyEntry objects built
     up front would cost seconds per reload; a lookup costs microseconds."""
@@ -123,6 +135,14 @@ class _FileKeys(Mapping[bytes, KeyEntry]):
 
     def __repr__(self) -> str:
         return f"<{len(self._rows)} key table entries>"
+
+    def dispose(self) -> None:
+        """Empty the rows a few at a time, so a thread doing it yields the GIL between
+        batches: freeing a million rows in one go would hold it for a quarter second."""
+        rows = self._rows
+        while rows:
+            for _ in range(min(_DISPOSE_BATCH, len(rows))):
+                rows.popitem()
 
 
 def load_keytable(path: Path) -> KeyTable:

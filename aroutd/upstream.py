@@ -47,7 +47,10 @@ class Abandoned(Exception):
 
 
 Abandon = Callable[[], bool]  # "has the client gone?", cheap and non-blocking
-ABANDON_POLL_S = 0.1  # a client that leaves is noticed within this delay
+ABANDON_POLL_S = 0.1  # waiting for the answer's head: a client that leaves is noticed this fast
+# relaying a body, every chunk written also tells that the client left; between chunks
+# (a stream that pauses) a slower poll keeps wakeups low for many concurrent streams
+ABANDON_POLL_BODY_S = 1.0
 
 
 def UpstreamFailed() -> BadGateway:
@@ -113,7 +116,9 @@ class UpstreamResponse:
         read_timeout = self._pool.config.read_timeout_s
         while not ended:
             try:
-                data = await _receive(self._conn, read_timeout, self._abandoned)
+                data = await _receive(
+                    self._conn, read_timeout, self._abandoned, ABANDON_POLL_BODY_S
+                )
                 self._conn.h11.receive_data(data)
             except (trio.TooSlowError, _Failure, RuntimeError):
                 raise UpstreamBroken() from None
@@ -127,11 +132,13 @@ class _Failure(Exception):
     """Transport or protocol failure on an upstream connection (internal)."""
 
 
-async def _receive(conn: _Conn, read_timeout_s: float, abandoned: Abandon | None) -> bytes:
+async def _receive(
+    conn: _Conn, read_timeout_s: float, abandoned: Abandon | None, poll_s: float = ABANDON_POLL_S
+) -> bytes:
     """One read from the upstream.
 
     trio.TooSlowError after ``read_timeout_s`` of silence; while waiting,
-    ``abandoned()`` is asked every ABANDON_POLL_S and Abandoned raised when it
+    ``abandoned()`` is asked every ``poll_s`` and Abandoned raised when it
     says the client is gone. Polling from this one task costs nothing for the
     many answers that come quickly, where a watcher task per request cost a
     quarter of the proxy's throughput.
@@ -139,7 +146,7 @@ async def _receive(conn: _Conn, read_timeout_s: float, abandoned: Abandon | None
     deadline = trio.current_time() + read_timeout_s
     while True:
         wake = (
-            deadline if abandoned is None else min(deadline, trio.current_time() + ABANDON_POLL_S)
+            deadline if abandoned is None else min(deadline, trio.current_time() + poll_s)
         )
         with trio.move_on_at(wake):
             try:
