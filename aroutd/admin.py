@@ -2,54 +2,37 @@
 
 Separate from the API listener so that it can stay on loopback (or a private
 interface) while the API faces clients; it has no authentication and serves
-nothing else. Same h11 connection handling and limits as the API side.
+nothing else. The connection loop (timeouts, limits, keep-alive) is server.py's.
 """
 
 from __future__ import annotations
 
+import h11
 import trio
 
-from .connection import ClientConnection, ClientGone
-from .errors import HTTPError, MethodNotAllowed, NotFound, RequestTimeout
+from .connection import ClientConnection
+from .errors import HTTPError, MethodNotAllowed, NotFound
+from .handler import ConnInfo
 from .runtime import Runtime
 
-__all__ = ["serve_admin_connection"]
+__all__ = ["handle_admin"]
 
 _JSON = [(b"content-type", b"application/json")]
 _PROMETHEUS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
 
 
-async def serve_admin_connection(rt: Runtime, stream: trio.abc.Stream) -> None:
-    server = rt.config.server
-    client = ClientConnection(stream, max_header_bytes=server.max_header_bytes)
+async def handle_admin(
+    rt: Runtime, client: ClientConnection, req: h11.Request, info: ConnInfo
+) -> bool:
+    """One admin request (server.serve_connection's handler); False to close."""
     try:
-        while True:
-            with trio.move_on_after(server.idle_timeout_s) as idle:
-                try:
-                    req = await client.next_request()
-                except HTTPError as err:
-                    await client.send_error(err)
-                    return
-            if idle.cancelled_caught:
-                if client.has_buffered_data():
-                    await client.send_error(RequestTimeout("request header timeout", close=True))
-                return
-            if req is None:
-                return
-            try:
-                status, headers, body = _answer(rt, req.method, req.target.partition(b"?")[0])
-                await client.send_response(status, headers, body)
-            except HTTPError as err:
-                await client.send_error(err)
-            with trio.move_on_after(server.body_timeout_s):
-                await client.discard_body(65536)
-            if not client.can_reuse() or rt.draining.is_set():
-                return
-            client.start_next_cycle()
-    except ClientGone:
-        return
-    finally:
-        await client.aclose()
+        status, headers, body = _answer(rt, req.method, req.target.partition(b"?")[0])
+        await client.send_response(status, headers, body)
+    except HTTPError as err:
+        await client.send_error(err)
+    with trio.move_on_after(rt.config.server.body_timeout_s):
+        await client.discard_body(65536)
+    return client.can_reuse()
 
 
 def _answer(

@@ -23,15 +23,15 @@ from pathlib import Path
 import trio
 
 from . import accesslog
-from .admin import serve_admin_connection
+from .admin import handle_admin
 from .auth.walletjwt import WalletTokens
 from .config import Config, load_config, unsupported
 from .errors import ConfigError
-from .handler import ConnInfo
+from .handler import ConnInfo, handle_request
 from .keytable import load_keytable
 from .runtime import Runtime
 from .sdnotify import notify
-from .server import serve_connection
+from .server import Handler, serve_connection
 from .store.sqlite import SqliteStore
 
 __all__ = ["Bound", "reload_keys", "run", "serve"]
@@ -70,7 +70,12 @@ async def _open_listeners(
     return listeners
 
 
-async def _accept_loop(rt: Runtime, listener: trio.SocketListener, handlers: trio.Nursery) -> None:
+async def _accept_loop(
+    rt: Runtime,
+    listener: trio.SocketListener,
+    handlers: trio.Nursery,
+    handle: Handler = handle_request,
+) -> None:
     limit = rt.config.server.max_connections
     while True:
         try:
@@ -89,24 +94,12 @@ async def _accept_loop(rt: Runtime, listener: trio.SocketListener, handlers: tri
             await trio.aclose_forcefully(stream)
             continue
         rt.open_connections += 1
-        handlers.start_soon(_serve_one, rt, stream, ConnInfo(peer_ip=peer[0], proto="http"))
+        handlers.start_soon(_serve_one, rt, stream, ConnInfo(peer_ip=peer[0], proto="http"), handle)
 
 
-async def _admin_accept_loop(
-    rt: Runtime, listener: trio.SocketListener, handlers: trio.Nursery
-) -> None:
-    while True:
-        try:
-            stream = await listener.accept()
-        except OSError:
-            await trio.sleep(ACCEPT_ERROR_PAUSE_S)
-            continue
-        handlers.start_soon(serve_admin_connection, rt, stream)
-
-
-async def _serve_one(rt: Runtime, stream: trio.abc.Stream, info: ConnInfo) -> None:
+async def _serve_one(rt: Runtime, stream: trio.abc.Stream, info: ConnInfo, handle: Handler) -> None:
     try:
-        await serve_connection(rt, stream, info)
+        await serve_connection(rt, stream, info, handle)
     finally:
         rt.open_connections -= 1
 
@@ -197,7 +190,7 @@ async def serve(
                 for listener in listeners:
                     accepting.start_soon(_accept_loop, rt, listener, handlers)
                 for listener in admin:
-                    accepting.start_soon(_admin_accept_loop, rt, listener, handlers)
+                    accepting.start_soon(_accept_loop, rt, listener, handlers, handle_admin)
                 accepting.start_soon(_signals, rt, accepting.cancel_scope)
                 accesslog.event(
                     "listening",

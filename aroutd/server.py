@@ -16,6 +16,9 @@ after its current response.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import h11
 import trio
 
 from .connection import ClientConnection, ClientGone
@@ -23,10 +26,16 @@ from .errors import HTTPError, RequestTimeout
 from .handler import ConnInfo, handle_request
 from .runtime import Runtime
 
-__all__ = ["serve_connection"]
+__all__ = ["Handler", "serve_connection"]
 
 
-async def serve_connection(rt: Runtime, stream: trio.abc.Stream, info: ConnInfo) -> None:
+Handler = Callable[[Runtime, ClientConnection, h11.Request, ConnInfo], Awaitable[bool]]
+
+
+async def serve_connection(
+    rt: Runtime, stream: trio.abc.Stream, info: ConnInfo, handle: Handler = handle_request
+) -> None:
+    """Requests on one connection, each answered by ``handle`` (False: close after it)."""
     server = rt.config.server
     client = ClientConnection(stream, max_header_bytes=server.max_header_bytes)
     try:
@@ -47,7 +56,7 @@ async def serve_connection(rt: Runtime, stream: trio.abc.Stream, info: ConnInfo)
                 return
             if req is None:
                 return
-            if not await handle_request(rt, client, req, info):
+            if not await handle(rt, client, req, info):
                 return
             if rt.draining.is_set():
                 return

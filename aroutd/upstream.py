@@ -145,9 +145,7 @@ async def _receive(
     """
     deadline = trio.current_time() + read_timeout_s
     while True:
-        wake = (
-            deadline if abandoned is None else min(deadline, trio.current_time() + poll_s)
-        )
+        wake = deadline if abandoned is None else min(deadline, trio.current_time() + poll_s)
         with trio.move_on_at(wake):
             try:
                 if conn.sock is not None:
