@@ -30,7 +30,7 @@ from .errors import ConfigError
 from .handler import ConnInfo, handle_request
 from .keytable import load_keytable
 from .runtime import Runtime
-from .sdnotify import notify
+from .sdnotify import listen_sockets, notify, watchdog_interval_s
 from .server import Handler, serve_connection
 from .store.sqlite import SqliteStore
 
@@ -179,7 +179,12 @@ async def serve(
     try:
         rt = Runtime.build(cfg, keytable, store, _wallet_tokens(cfg))
         _freeze_heap()  # before serving: a collect() now pauses nobody
-        listeners = await _open_listeners(cfg, cfg.server.listen)
+        # socket activation (SPEC §2): systemd's sockets replace [server] listen
+        activated = listen_sockets()
+        if activated:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in activated]
+        else:
+            listeners = await _open_listeners(cfg, cfg.server.listen)
         admin_at = cfg.server.admin_listen
         admin = await _open_listeners(cfg, (admin_at,)) if admin_at else []
         bound = Bound(
@@ -192,6 +197,9 @@ async def serve(
                 for listener in admin:
                     accepting.start_soon(_accept_loop, rt, listener, handlers, handle_admin)
                 accepting.start_soon(_signals, rt, accepting.cancel_scope)
+                ping_s = watchdog_interval_s()
+                if ping_s is not None:
+                    accepting.start_soon(_watchdog, ping_s)
                 accesslog.event(
                     "listening",
                     addresses=[f"{_fmt(h)}:{p}" for h, p in bound.addresses],
@@ -211,6 +219,13 @@ async def serve(
     finally:
         store.close()
     accesslog.event("stopped")
+
+
+async def _watchdog(interval_s: float) -> None:
+    """WATCHDOG=1 while the event loop turns: a stuck loop lets systemd restart us."""
+    while True:
+        notify("WATCHDOG=1")
+        await trio.sleep(interval_s)
 
 
 def _freeze_heap() -> None:
