@@ -26,6 +26,7 @@ Trio shell (sockets, files, clock, signals):
     server        the per-connection loop
     handler       one request from head to last byte
     upstream      pooled h11 client connections to upstreams
+    websocket     WebSocket upgrades: the handshake forwarded, then bytes relayed both ways
     runtime       live state shared by connections
     daemon        listeners, nurseries, SIGHUP/SIGTERM, sd_notify (sdnotify)
     admin         the admin listener: GET /healthz and GET /metrics

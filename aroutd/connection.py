@@ -194,6 +194,14 @@ class ClientConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise ClientGone() from None
 
+    async def switch_protocols(self, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+        """Accept an Upgrade with 101; returns the bytes the client already sent past it.
+
+        From here on the stream is no longer HTTP: the caller reads and writes it.
+        """
+        await self._send(h11.InformationalResponse(status_code=101, headers=list(headers)))
+        return bytes(self.conn.trailing_data[0])
+
     async def send_events(self, events: Sequence[h11.Event]) -> None:
         """Several events (head, body chunks, end) in one write."""
         data = b"".join(self.conn.send(e) or b"" for e in events)

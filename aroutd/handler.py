@@ -19,6 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 import h11
 import trio
@@ -26,6 +27,7 @@ import trio
 from . import accesslog
 from .accesslog import AccessRecord
 from .auth.signin import sign_in
+from .config import RouteConfig
 from .connection import ClientConnection, ClientGone
 from .credentials import extract_credential, redact_query_key, strip_query_key
 from .errors import (
@@ -48,6 +50,7 @@ from .principal import Principal
 from .routing import match_route, request_model, resolve, rewrite_body_model
 from .runtime import Runtime
 from .upstream import Abandoned, UpstreamBroken, UpstreamPool
+from .websocket import is_upgrade, relay_upgrade
 
 __all__ = ["ConnInfo", "handle_request"]
 
@@ -154,7 +157,8 @@ async def _dispatch(
 
     client_ip, peer_trusted = _client_address(rt, info, headers)
     rec.client = client_ip
-    principal = _authenticate(rt, headers, query, client_ip, rec)
+    upgrade = is_upgrade(req.method, headers)
+    principal = _authenticate(rt, headers, query, client_ip, rec, websocket=upgrade)
     if builtin is not None:
         authorize_endpoint(principal, builtin)
         # The management API, /v1/key and /api/v1/balance come with the state
@@ -163,6 +167,11 @@ async def _dispatch(
     authorize_endpoint(principal, "inference")
     if route is None:
         raise NotFound("not found")
+    if upgrade:
+        await _upgrade(
+            rt, client, route, path, query, headers, principal, peer_trusted, info, rid, rec
+        )
+        return
 
     body = await client.read_body(
         cfg.server.max_body_bytes, stall_timeout_s=cfg.server.body_timeout_s
@@ -198,6 +207,51 @@ async def _dispatch(
     await _relay(rt, client, _Outbound(pool, req.method, target, up_headers, body), rid, rec)
 
 
+async def _upgrade(
+    rt: Runtime,
+    client: ClientConnection,
+    route: RouteConfig,
+    path: str,
+    query: bytes,
+    headers: list[tuple[bytes, bytes]],
+    principal: Principal,
+    peer_trusted: bool,
+    info: ConnInfo,
+    rid: str,
+    rec: AccessRecord,
+) -> None:
+    """A WebSocket handshake (OpenAI Realtime): the model is the query's ``model``."""
+    model = _query_model(query)
+    match = resolve(route, path, model, rt.providers)
+    rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
+    authorize_model(principal, match.provider, match.canonical_model)
+    pool = rt.pools[match.upstream]
+    target = (pool.config.base_path + match.upstream_path).encode()
+    stripped = strip_query_key(query)
+    if stripped:
+        target += b"?" + stripped
+    up_headers = upstream_request_headers(
+        headers,
+        upstream=pool.config,
+        principal=principal,
+        client_addr=rec.client,
+        peer_trusted=peer_trusted,
+        peer_addr=info.peer_ip,
+        proto=info.proto,
+        request_id=rid,
+        content_length=None,
+        websocket=True,
+    )
+    rec.status = await relay_upgrade(client, pool, target, up_headers, rid)
+
+
+def _query_model(query: bytes) -> str | None:
+    values = [v for k, v in parse_qsl(query.decode("latin-1")) if k == "model"]
+    if len(set(values)) > 1:
+        raise BadRequest("duplicate model field")
+    return values[0] if values and values[0] else None
+
+
 def _builtin_kind(raw_path: bytes) -> Endpoint | None:
     """The endpoint kind of a built-in path under /v1 or /api/v1 (SPEC §2, §7)."""
     if raw_path == b"/api/v1/keys" or raw_path.startswith(b"/api/v1/keys/"):
@@ -224,6 +278,8 @@ def _authenticate(
     query: bytes,
     client_ip: str,
     rec: AccessRecord,
+    *,
+    websocket: bool = False,
 ) -> Principal:
     """The principal of this request, or the 401/429 to answer (SPEC §4, §12)."""
     mono = time.monotonic()
@@ -233,7 +289,7 @@ def _authenticate(
             "too many failed authentication attempts", headers=[("Retry-After", str(wait_s))]
         )
     try:
-        principal = _principal(rt, headers, query)
+        principal = _principal(rt, headers, query, websocket)
     except Unauthorized:
         rt.auth_failures.record_failure(client_ip, mono)
         raise
@@ -242,8 +298,12 @@ def _authenticate(
     return principal
 
 
-def _principal(rt: Runtime, headers: list[tuple[bytes, bytes]], query: bytes) -> Principal:
-    cred = extract_credential(headers, query, allow_query_key=rt.config.server.allow_query_key)
+def _principal(
+    rt: Runtime, headers: list[tuple[bytes, bytes]], query: bytes, websocket: bool
+) -> Principal:
+    cred = extract_credential(
+        headers, query, allow_query_key=rt.config.server.allow_query_key, websocket=websocket
+    )
     if cred is None:
         raise Unauthorized("missing or invalid Authorization header")
     if cred.kind == "jwt":

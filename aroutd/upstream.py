@@ -30,6 +30,7 @@ __all__ = [
     "Abandon",
     "Abandoned",
     "UpstreamBroken",
+    "UpstreamConnection",
     "UpstreamPool",
     "UpstreamResponse",
 ]
@@ -73,6 +74,9 @@ class _Conn:
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await trio.aclose_forcefully(self.stream)
+
+
+UpstreamConnection = _Conn  # for callers that take a connection of their own
 
 
 @dataclass(slots=True)
@@ -195,6 +199,10 @@ class UpstreamPool:
             if config.port == default_port
             else f"{_host_literal(config.host)}:{config.port}"
         ).encode()
+
+    async def connect(self) -> UpstreamConnection:
+        """A fresh connection of its own, outside the pool (WebSocket upgrades); 502 on failure."""
+        return await self._connect()
 
     async def _connect(self) -> _Conn:
         cfg = self.config
