@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import signal
 import socket
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,10 @@ async def _accept_loop(
     listener: trio.SocketListener,
     handlers: trio.Nursery,
     handle: Handler = handle_request,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     limit = rt.config.server.max_connections
+    proto = "http" if tls is None else "https"
     while True:
         try:
             stream = await listener.accept()
@@ -94,7 +97,11 @@ async def _accept_loop(
             await trio.aclose_forcefully(stream)
             continue
         rt.open_connections += 1
-        handlers.start_soon(_serve_one, rt, stream, ConnInfo(peer_ip=peer[0], proto="http"), handle)
+        client: trio.abc.Stream = stream
+        if tls is not None:
+            # the handshake runs on first use, inside the connection's header timeout
+            client = trio.SSLStream(stream, tls, server_side=True, https_compatible=True)
+        handlers.start_soon(_serve_one, rt, client, ConnInfo(peer_ip=peer[0], proto=proto), handle)
 
 
 async def _serve_one(rt: Runtime, stream: trio.abc.Stream, info: ConnInfo, handle: Handler) -> None:
@@ -177,6 +184,7 @@ async def serve(
     keytable = await trio.to_thread.run_sync(load_keytable, cfg.keys.file)
     store = SqliteStore.open(cfg.state.path)
     try:
+        tls = _tls_context(cfg)
         rt = Runtime.build(cfg, keytable, store, _wallet_tokens(cfg))
         _freeze_heap()  # before serving: a collect() now pauses nobody
         # socket activation (SPEC §2): systemd's sockets replace [server] listen
@@ -193,7 +201,7 @@ async def serve(
         async with trio.open_nursery() as handlers:
             async with trio.open_nursery() as accepting:
                 for listener in listeners:
-                    accepting.start_soon(_accept_loop, rt, listener, handlers)
+                    accepting.start_soon(_accept_loop, rt, listener, handlers, handle_request, tls)
                 for listener in admin:
                     accepting.start_soon(_accept_loop, rt, listener, handlers, handle_admin)
                 accepting.start_soon(_signals, rt, accepting.cancel_scope)
@@ -219,6 +227,22 @@ async def serve(
     finally:
         store.close()
     accesslog.event("stopped")
+
+
+def _tls_context(cfg: Config) -> ssl.SSLContext | None:
+    """TLS termination (SPEC §2 tls_cert / tls_key) for the API listeners; None without."""
+    server = cfg.server
+    if server.tls_cert is None or server.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    try:
+        ctx.load_cert_chain(server.tls_cert, server.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError([f"{cfg.path}: server.tls_cert / tls_key: cannot load ({why})"]) from None
+    return ctx
 
 
 async def _watchdog(interval_s: float) -> None:

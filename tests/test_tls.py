@@ -1,0 +1,35 @@
+"""TLS termination (SPEC §2 tls_cert / tls_key), with a trustme CA."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import trio
+import trustme
+
+from .support import Client, bearer, daemon
+
+
+async def test_https_listener(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    server_pem = tmp_path / "server.pem"
+    async with daemon(tmp_path, tls_cert=server_pem, tls_key=server_pem) as h:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", h.port, ssl_context=ctx)
+        c = Client(stream)  # type: ignore[arg-type]
+        for _ in range(2):  # keep-alive over TLS
+            r = await c.request("GET", "/v1/models", [bearer(h.keys.api)])
+            assert r.status == 200
+        await stream.aclose()
+        assert [u.header(b"x-forwarded-proto") for u in h.upstream.requests] == [b"https"] * 2
+
+        plain = await trio.open_tcp_stream("127.0.0.1", h.port)  # no TLS: no HTTP answer
+        await plain.send_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        with trio.move_on_after(3):
+            answer = await plain.receive_some(65536)
+            assert not answer.startswith(b"HTTP/1.1 200")
+        await plain.aclose()
