@@ -14,6 +14,7 @@ Pure core (no I/O, no trio; values in, values out):
     policy        SPEC §5 endpoint and model rules; principals from keys and wallets
     forwarding    SPEC §6 upstream request head and relayed response head
     framing       SPEC §12 request-smuggling checks
+    proxyproto    the PROXY protocol v1/v2 header (load balancers), parsed
     authlimit     SPEC §12 slowing down failed authentication
     accesslog     SPEC §11 JSON access-log lines and daemon events
     metrics       SPEC §11 Prometheus counters and histograms, rendered as text

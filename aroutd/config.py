@@ -350,13 +350,11 @@ def _price(name: str, t: Table) -> Price:
 def unsupported(cfg: Config) -> list[str]:
     """Settings this version parses but cannot honour yet, as "FILE: key: why".
 
-    Refused rather than ignored: misreading PROXY headers as requests, or keeping
-    state on one host where Redis was asked for, would be silently wrong.
+    Refused rather than ignored: keeping state on one host where Redis was asked
+    for, or serving without payments where x402 was, would be silently wrong.
     """
     file = str(cfg.path)
     out: list[str] = []
-    if cfg.server.proxy_protocol:
-        out.append(f"{file}: server.proxy_protocol: the PROXY protocol is not supported yet")
     if cfg.state.backend != "sqlite":
         out.append(f'{file}: state.backend: only "sqlite" is supported yet')
     if cfg.x402.enabled:

@@ -14,6 +14,7 @@ problem with file:line.
 from __future__ import annotations
 
 import gc
+import ipaddress
 import signal
 import socket
 import ssl
@@ -26,13 +27,13 @@ import trio
 from . import accesslog
 from .admin import handle_admin
 from .auth.walletjwt import WalletTokens
-from .config import Config, load_config, unsupported
-from .errors import ConfigError
+from .config import Config, IPNetwork, load_config, unsupported
+from .errors import BadRequest, ConfigError
 from .handler import ConnInfo, handle_request
 from .keytable import load_keytable
 from .runtime import Runtime
 from .sdnotify import listen_sockets, notify, watchdog_interval_s
-from .server import Handler, serve_connection
+from .server import Handler, read_proxy_header, serve_connection
 from .store.sqlite import SqliteStore
 
 __all__ = ["Bound", "reload_keys", "run", "serve"]
@@ -79,7 +80,6 @@ async def _accept_loop(
     tls: ssl.SSLContext | None = None,
 ) -> None:
     limit = rt.config.server.max_connections
-    proto = "http" if tls is None else "https"
     while True:
         try:
             stream = await listener.accept()
@@ -97,18 +97,57 @@ async def _accept_loop(
             await trio.aclose_forcefully(stream)
             continue
         rt.open_connections += 1
+        handlers.start_soon(_serve_one, rt, stream, str(peer[0]), handle, tls)
+
+
+async def _serve_one(
+    rt: Runtime,
+    stream: trio.SocketStream,
+    peer_ip: str,
+    handle: Handler,
+    tls: ssl.SSLContext | None,
+) -> None:
+    try:
+        # API listeners only: the PROXY header comes first, before TLS (SPEC §2)
+        if handle is handle_request and rt.config.server.proxy_protocol:
+            proxied = await _proxied_peer(rt, stream, peer_ip)
+            if proxied is None:
+                await trio.aclose_forcefully(stream)
+                return
+            peer_ip = proxied
         client: trio.abc.Stream = stream
         if tls is not None:
             # the handshake runs on first use, inside the connection's header timeout
             client = trio.SSLStream(stream, tls, server_side=True, https_compatible=True)
-        handlers.start_soon(_serve_one, rt, client, ConnInfo(peer_ip=peer[0], proto=proto), handle)
-
-
-async def _serve_one(rt: Runtime, stream: trio.abc.Stream, info: ConnInfo, handle: Handler) -> None:
-    try:
-        await serve_connection(rt, stream, info, handle)
+        proto = "http" if tls is None else "https"
+        await serve_connection(rt, client, ConnInfo(peer_ip=peer_ip, proto=proto), handle)
     finally:
         rt.open_connections -= 1
+
+
+async def _proxied_peer(rt: Runtime, stream: trio.SocketStream, peer_ip: str) -> str | None:
+    """The client address after the PROXY header; None (close) when it is missing or bad.
+
+    The named address is believed only from trusted_proxies (SPEC §12);
+    from anyone else the header is consumed and the TCP peer is kept.
+    """
+    with trio.move_on_after(rt.config.server.header_timeout_s):
+        try:
+            header = await read_proxy_header(stream.socket)
+        except (BadRequest, OSError):
+            return None
+        if header.source is None or not _trusted(peer_ip, rt.config.server.trusted_proxies):
+            return peer_ip
+        return header.source
+    return None
+
+
+def _trusted(ip: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
 
 
 async def reload_keys(rt: Runtime) -> bool:

@@ -16,17 +16,22 @@ after its current response.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable
 
 import h11
 import trio
 
 from .connection import ClientConnection, ClientGone
-from .errors import HTTPError, RequestTimeout
+from .errors import BadRequest, HTTPError, RequestTimeout
 from .handler import ConnInfo, handle_request
+from .proxyproto import MAX_V2_BYTES, ProxyHeader, parse_proxy_header
 from .runtime import Runtime
 
-__all__ = ["Handler", "serve_connection"]
+__all__ = ["Handler", "read_proxy_header", "serve_connection"]
+
+PROXY_PEEK_BYTES = MAX_V2_BYTES
+PROXY_RETRY_S = 0.01  # a header split over segments (rare): look again shortly
 
 
 Handler = Callable[[Runtime, ClientConnection, h11.Request, ConnInfo], Awaitable[bool]]
@@ -65,6 +70,29 @@ async def serve_connection(
         return
     finally:
         await client.aclose()
+
+
+async def read_proxy_header(sock: trio.socket.SocketType) -> ProxyHeader:
+    """Consume exactly the PROXY header from ``sock`` (BadRequest if there is none).
+
+    Peeked first, then read to its length, so the bytes after it (HTTP or a TLS
+    ClientHello) stay in the socket for whoever reads next. The caller bounds
+    the wait (header_timeout_s).
+    """
+    while True:
+        data = await sock.recv(PROXY_PEEK_BYTES, socket.MSG_PEEK)
+        if not data:
+            raise BadRequest("invalid PROXY protocol header", close=True)
+        header = parse_proxy_header(data)
+        if header is not None:
+            got = b""
+            while len(got) < header.length:
+                chunk = await sock.recv(header.length - len(got))
+                if not chunk:
+                    raise BadRequest("invalid PROXY protocol header", close=True)
+                got += chunk
+            return header
+        await trio.sleep(PROXY_RETRY_S)
 
 
 async def _wait_idle(rt: Runtime, client: ClientConnection, idle_timeout_s: float) -> bool:

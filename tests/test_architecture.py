@@ -23,6 +23,7 @@ CORE = [
     "aroutd.policy",
     "aroutd.forwarding",
     "aroutd.framing",
+    "aroutd.proxyproto",
     "aroutd.authlimit",
     "aroutd.accesslog",
     "aroutd.auth.siwx",

@@ -128,7 +128,7 @@ def test_demo_prints_a_key_that_works(tmp_path: Path) -> None:
 
 
 def test_settings_not_supported_yet_are_refused(tmp_path: Path) -> None:
-    """PROXY protocol, Redis and x402 are parsed but refused, never silently ignored."""
+    """Redis and x402 are parsed but refused, never silently ignored."""
     (tmp_path / "keys.toml").write_text("[tenants.t]\n")
     (tmp_path / "c.pem").write_text("x")
     cfg = tmp_path / "aroutd.toml"
@@ -140,8 +140,8 @@ def test_settings_not_supported_yet_are_refused(tmp_path: Path) -> None:
     )
     check = aroutd("check", "--config", str(cfg))
     assert check.returncode == 1
-    for key in ("server.proxy_protocol", "state.backend"):
+    for key in ("state.backend",):
         assert f"{cfg}: {key}:" in check.stderr
     serve = aroutd("serve", "--config", str(cfg))
     assert serve.returncode == 1
-    assert "the PROXY protocol is not supported yet" in serve.stderr
+    assert "state.backend: only" in serve.stderr

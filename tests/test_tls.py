@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from pathlib import Path
 
@@ -33,3 +34,28 @@ async def test_https_listener(tmp_path: Path) -> None:
             answer = await plain.receive_some(65536)
             assert not answer.startswith(b"HTTP/1.1 200")
         await plain.aclose()
+
+
+async def test_proxy_header_comes_before_tls(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_pem = tmp_path / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    trusted = (ipaddress.ip_network("127.0.0.0/8"),)
+    async with daemon(
+        tmp_path,
+        tls_cert=server_pem,
+        tls_key=server_pem,
+        proxy_protocol=True,
+        trusted_proxies=trusted,
+    ) as h:
+        tcp = await trio.open_tcp_stream("127.0.0.1", h.port)
+        await tcp.send_all(b"PROXY TCP4 198.51.100.4 10.0.0.1 5555 443\r\n")
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        tls = trio.SSLStream(tcp, ctx, server_hostname="127.0.0.1")
+        r = await Client(tls).request("GET", "/v1/models", [bearer(h.keys.api)])  # type: ignore[arg-type]
+        assert r.status == 200
+        [up] = h.upstream.requests
+        assert up.header(b"x-forwarded-for") == b"198.51.100.4"
+        assert up.header(b"x-forwarded-proto") == b"https"
+        await tls.aclose()
