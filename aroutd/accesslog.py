@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import sys
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -42,13 +43,15 @@ class AccessRecord:
 
 
 _FIELDS = tuple(f.name for f in fields(AccessRecord))
+_VALUES = operator.attrgetter(*_FIELDS)
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per line
 
 
 def format_line(rec: AccessRecord) -> str:
     # not dataclasses.asdict: its deep copy was a measurable share of a request
-    data: dict[str, Any] = {name: getattr(rec, name) for name in _FIELDS}
+    data: dict[str, Any] = dict(zip(_FIELDS, _VALUES(rec), strict=True))
     data["time"] = datetime.fromtimestamp(rec.time, UTC).isoformat(timespec="milliseconds")
-    return json.dumps(data, separators=(",", ":")) + "\n"
+    return _ENCODE(data) + "\n"
 
 
 def write(rec: AccessRecord, stream: TextIO | None = None) -> None:
