@@ -1,0 +1,32 @@
+"""The access-log line (SPEC §11): one JSON object per line, every field, UTC milliseconds."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from aroutd.accesslog import AccessRecord, event, format_line, write
+
+
+def test_line_has_every_field_in_order() -> None:
+    rec = AccessRecord(time=1_700_000_000.1234, request_id="r", status=200, usage={"input": 3})
+    line = format_line(rec)
+    assert line.endswith("\n") and line.count("\n") == 1
+    data = json.loads(line)
+    assert list(data) == [
+        "time", "request_id", "client", "method", "path", "status", "auth_method", "key_id",
+        "wallet", "tenant", "provider", "model", "upstream", "bytes_in", "bytes_out", "ttfb_ms",
+        "duration_ms", "usage", "cost", "error",
+    ]  # fmt: skip
+    assert data["time"] == "2023-11-14T22:13:20.123+00:00"
+    assert data["usage"] == {"input": 3}
+
+
+def test_write_survives_a_closed_stream_and_events_are_json() -> None:
+    closed = io.StringIO()
+    closed.close()
+    write(AccessRecord(time=0.0), closed)  # no exception: a broken log never fails a request
+    out = io.StringIO()
+    event("reload", out, result="ok", keys=3)
+    data = json.loads(out.getvalue())
+    assert (data["event"], data["result"], data["keys"]) == ("reload", "ok", 3)
