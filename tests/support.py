@@ -143,6 +143,14 @@ class FakeUpstream:
                 h11.Data(data=b"x" * 10),
             )
             return False
+        if path.endswith(b"/answer-then-close"):
+            # keep-alive as far as the headers say, then the socket closes: a stale pool entry
+            await send(
+                h11.Response(status_code=200, headers=[(b"content-length", b"2")]),
+                h11.Data(data=b"ok"),
+                h11.EndOfMessage(),
+            )
+            return False
         if path.endswith(b"/status-418"):
             body = b'{"error":{"message":"teapot","type":"upstream"}}'
             await send(

@@ -385,3 +385,13 @@ async def test_upstream_port_closed_is_502(tmp_path: Path) -> None:
         await trio.sleep(0.05)
         r = await request(h.port, "GET", "/v1/models", [bearer(h.keys.api)])
         assert (r.status, r.json()) == (502, err("upstream request failed", "server_error"))
+
+
+async def test_stale_pooled_connection_is_retried_on_a_fresh_one(tmp_path: Path) -> None:
+    async with daemon(tmp_path) as h, Client.open(h.port) as c:
+        for _ in range(3):
+            r = await c.request("POST", "/v1/answer-then-close", [bearer(h.keys.api)], CHAT)
+            await trio.sleep(0.05)  # the upstream's close reaches the pooled socket
+            assert (r.status, r.body) == (200, b"ok")
+        assert len(h.upstream.requests) == 3  # each sent once: no duplicate after the retry
+        assert h.upstream.connections == 3
