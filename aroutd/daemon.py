@@ -14,7 +14,6 @@ problem with file:line.
 from __future__ import annotations
 
 import gc
-import ipaddress
 import signal
 import socket
 import ssl
@@ -27,8 +26,9 @@ import trio
 from . import accesslog
 from .admin import handle_admin
 from .auth.walletjwt import WalletTokens
-from .config import Config, IPNetwork, load_config, unsupported
+from .config import Config, load_config, unsupported
 from .errors import BadRequest, ConfigError
+from .forwarding import peer_is_trusted
 from .handler import ConnInfo, handle_request
 from .keytable import load_keytable
 from .runtime import Runtime
@@ -136,18 +136,10 @@ async def _proxied_peer(rt: Runtime, stream: trio.SocketStream, peer_ip: str) ->
             header = await read_proxy_header(stream.socket)
         except (BadRequest, OSError):
             return None
-        if header.source is None or not _trusted(peer_ip, rt.config.server.trusted_proxies):
+        if header.source is None or not peer_is_trusted(peer_ip, rt.config.server.trusted_proxies):
             return peer_ip
         return header.source
     return None
-
-
-def _trusted(ip: str, networks: tuple[IPNetwork, ...]) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(addr in net for net in networks)
 
 
 async def reload_keys(rt: Runtime) -> bool:

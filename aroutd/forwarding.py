@@ -30,6 +30,7 @@ __all__ = [
     "HOP_BY_HOP",
     "client_address",
     "connection_tokens",
+    "peer_is_trusted",
     "request_id_from",
     "response_headers",
     "upstream_request_headers",
@@ -206,6 +207,12 @@ def _parse_ip(text: str) -> IPAddress | None:
 
 def _is_trusted(ip: IPAddress, trusted: Iterable[IPNetwork]) -> bool:
     return any(ip in net for net in trusted)
+
+
+def peer_is_trusted(peer_ip: str, trusted: Iterable[IPNetwork]) -> bool:
+    """Whether the TCP peer is one of ``trusted_proxies`` (SPEC §12)."""
+    ip = _parse_ip(peer_ip)
+    return ip is not None and _is_trusted(ip, trusted)
 
 
 def client_address(

@@ -27,7 +27,6 @@ import trio
 from . import accesslog
 from .accesslog import AccessRecord
 from .auth.signin import sign_in
-from .config import RouteConfig
 from .connection import ClientConnection, ClientGone
 from .credentials import extract_credential, redact_query_key, strip_query_key
 from .errors import (
@@ -167,20 +166,18 @@ async def _dispatch(
     authorize_endpoint(principal, "inference")
     if route is None:
         raise NotFound("not found")
-    if upgrade:
-        await _upgrade(
-            rt, client, route, path, query, headers, principal, peer_trusted, info, rid, rec
+    if upgrade:  # a WebSocket handshake (OpenAI Realtime): the model is the query's
+        body = b""
+        model = _query_model(query)
+    else:
+        body = await client.read_body(
+            cfg.server.max_body_bytes, stall_timeout_s=cfg.server.body_timeout_s
         )
-        return
-
-    body = await client.read_body(
-        cfg.server.max_body_bytes, stall_timeout_s=cfg.server.body_timeout_s
-    )
-    rec.bytes_in = len(body)
-    content_type = next((v for n, v in headers if n == b"content-type"), None)
-    model = request_model(
-        resolve(route, path, None, rt.providers).upstream_path, body, content_type=content_type
-    )
+        rec.bytes_in = len(body)
+        content_type = next((v for n, v in headers if n == b"content-type"), None)
+        model = request_model(
+            resolve(route, path, None, rt.providers).upstream_path, body, content_type=content_type
+        )
     match = resolve(route, path, model, rt.providers)
     rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
     authorize_model(principal, match.provider, match.canonical_model)
@@ -188,61 +185,27 @@ async def _dispatch(
         body = rewrite_body_model(body, match.forward_model)
 
     pool = rt.pools[match.upstream]
-    up = pool.config
-    target = (up.base_path + match.upstream_path).encode()
+    target = (pool.config.base_path + match.upstream_path).encode()
     stripped = strip_query_key(query)
     if stripped:
         target += b"?" + stripped
+    has_body = not upgrade and (body or req.method not in (b"GET", b"HEAD"))
     up_headers = upstream_request_headers(
         headers,
-        upstream=up,
+        upstream=pool.config,
         principal=principal,
         client_addr=client_ip,
         peer_trusted=peer_trusted,
         peer_addr=info.peer_ip,
         proto=info.proto,
         request_id=rid,
-        content_length=len(body) if body or req.method not in (b"GET", b"HEAD") else None,
+        content_length=len(body) if has_body else None,
+        websocket=upgrade,
     )
-    await _relay(rt, client, _Outbound(pool, req.method, target, up_headers, body), rid, rec)
-
-
-async def _upgrade(
-    rt: Runtime,
-    client: ClientConnection,
-    route: RouteConfig,
-    path: str,
-    query: bytes,
-    headers: list[tuple[bytes, bytes]],
-    principal: Principal,
-    peer_trusted: bool,
-    info: ConnInfo,
-    rid: str,
-    rec: AccessRecord,
-) -> None:
-    """A WebSocket handshake (OpenAI Realtime): the model is the query's ``model``."""
-    model = _query_model(query)
-    match = resolve(route, path, model, rt.providers)
-    rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
-    authorize_model(principal, match.provider, match.canonical_model)
-    pool = rt.pools[match.upstream]
-    target = (pool.config.base_path + match.upstream_path).encode()
-    stripped = strip_query_key(query)
-    if stripped:
-        target += b"?" + stripped
-    up_headers = upstream_request_headers(
-        headers,
-        upstream=pool.config,
-        principal=principal,
-        client_addr=rec.client,
-        peer_trusted=peer_trusted,
-        peer_addr=info.peer_ip,
-        proto=info.proto,
-        request_id=rid,
-        content_length=None,
-        websocket=True,
-    )
-    rec.status = await relay_upgrade(client, pool, target, up_headers, rid)
+    if upgrade:
+        rec.status = await relay_upgrade(client, pool, target, up_headers, rid)
+    else:
+        await _relay(rt, client, _Outbound(pool, req.method, target, up_headers, body), rid, rec)
 
 
 def _query_model(query: bytes) -> str | None:
