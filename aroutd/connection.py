@@ -121,13 +121,9 @@ class ClientConnection:
             return None
         if not isinstance(event, h11.Request):
             raise BadRequest("malformed request", close=True)
-        head_size = (
-            len(event.target)
-            + len(event.method)
-            + sum(len(n) + len(v) + 4 for n, v in event.headers.raw_items())
-        )
-        check_header_bytes(head_size, self.max_header_bytes)
         raw = list(event.headers.raw_items())
+        head_size = len(event.target) + len(event.method) + sum(len(n) + len(v) + 4 for n, v in raw)
+        check_header_bytes(head_size, self.max_header_bytes)
         check_request_framing(raw)
         # framing.py has made sure there is at most one distinct, numeric value
         self._content_length = next(

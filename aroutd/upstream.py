@@ -290,23 +290,22 @@ class UpstreamPool:
         try:
             yield resp
         finally:
-            self._release(resp)
-            if not resp._done:
+            if not self._keep(resp):
                 await conn.aclose()
 
-    def _release(self, resp: UpstreamResponse) -> None:
+    def _keep(self, resp: UpstreamResponse) -> bool:
+        """Back to the pool when the body was read to its end and both sides agree."""
         conn = resp._conn
-        if not resp._done:
-            return
         if (
-            conn.h11.our_state is h11.DONE
+            resp._done
+            and conn.h11.our_state is h11.DONE
             and conn.h11.their_state is h11.DONE
             and len(self._idle) < self.config.pool_size
         ):
             conn.h11.start_next_cycle()
             self._idle.append(conn)
-        else:
-            resp._done = False  # tells the caller to close it
+            return True
+        return False
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
