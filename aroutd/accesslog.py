@@ -1,21 +1,20 @@
-"""The access log (SPEC §11): one JSON line per request on stderr.
+"""The access log (SPEC §11): one JSON line per request, and the daemon's event lines.
 
 Fields are filled in as the request goes; :func:`format_line` turns a record
-into a line. Never a credential: paths go through ``redact_query_key`` before
-they get here, and only key ids and wallet accounts are recorded.
+into a line (written to stderr by :mod:`aroutd.shell.logsink`). Never a
+credential: paths go through ``redact_query_key`` before they get here, and
+only key ids and wallet accounts are recorded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import operator
-import sys
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 
-__all__ = ["AccessRecord", "event", "format_line", "write"]
+__all__ = ["AccessRecord", "format_event", "format_line"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -54,22 +53,7 @@ def format_line(rec: AccessRecord) -> str:
     return _ENCODE(data) + "\n"
 
 
-def write(rec: AccessRecord, stream: TextIO | None = None) -> None:
-    out = stream if stream is not None else sys.stderr
-    with contextlib.suppress(OSError, ValueError):  # a broken log must not take requests down
-        out.write(format_line(rec))
-
-
-def event(name: str, stream: TextIO | None = None, **fields: Any) -> None:
+def format_event(name: str, when: datetime, **fields: Any) -> str:
     """A daemon event (start, reload, drain...) as one JSON line, like the access log."""
-    data = {
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "event": name,
-        **fields,
-    }
-    out = stream if stream is not None else sys.stderr
-    try:
-        out.write(json.dumps(data, separators=(",", ":"), default=str) + "\n")
-        out.flush()
-    except (OSError, ValueError):
-        pass
+    data = {"time": when.isoformat(timespec="milliseconds"), "event": name, **fields}
+    return json.dumps(data, separators=(",", ":"), default=str) + "\n"

@@ -50,11 +50,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        from .daemon import run
+        from aroutd.shell.daemon import run
 
         return run(_config_path(args.config))
     if args.command == "check":
-        from .keys import check_paths
+        from aroutd.shell.files import check_paths
 
         path = _config_path(args.config)
         problems = check_paths(path)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: ok")
         return 1 if problems else 0
     if args.command == "keys":
-        from .keys import keys_hash_output, keys_new_output
+        from aroutd.keytable.keys import keys_hash_output, keys_new_output
 
         if args.keys_command == "new":
             try:
@@ -85,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "demo":
-        from .demo import run_demo
+        from aroutd.demo import run_demo
 
         return run_demo(Path(args.config))
     if args.command == "mock-upstream":
-        from .mock_upstream import main as mock_main
+        from aroutd.mock.server import main as mock_main
 
         mock_args = ["--listen", args.listen, "--delay-ms", str(args.delay_ms)]
         mock_args += ["--event-delay-ms", str(args.event_delay_ms)]

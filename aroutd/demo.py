@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 
 import trio
 
-from . import mock_upstream
-from .config import Config, load_config
-from .daemon import Bound, serve
-from .errors import ConfigError
-from .keys import keys_new_output
+from aroutd.config.parse import Config
+from aroutd.errors import ConfigError
+from aroutd.keytable.keys import keys_new_output
+from aroutd.mock import server as mock_upstream
+from aroutd.shell.daemon import Bound, serve
+from aroutd.shell.files import load_config
 
 __all__ = ["run_demo"]
 

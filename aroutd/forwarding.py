@@ -23,7 +23,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 
-from aroutd.config import IPNetwork, UpstreamConfig
+from aroutd.config.parse import IPNetwork, UpstreamConfig
 from aroutd.principal import Principal
 
 __all__ = [

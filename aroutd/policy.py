@@ -16,9 +16,9 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from aroutd.config import WalletConfig
+from aroutd.config.parse import WalletConfig
 from aroutd.errors import Forbidden, Unauthorized
-from aroutd.keytable import KeyEntry, Tenant
+from aroutd.keytable.table import KeyEntry, Tenant
 from aroutd.principal import AuthMethod, Principal, Scope
 
 __all__ = [

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .errors import BadRequest
+from aroutd.errors import BadRequest
 
 __all__ = ["MAX_V1_BYTES", "MAX_V2_BYTES", "V2_SIGNATURE", "ProxyHeader", "parse_proxy_header"]
 

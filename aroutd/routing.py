@@ -24,7 +24,7 @@ from fnmatch import fnmatchcase
 from typing import Any, NoReturn
 from urllib.parse import quote, unquote
 
-from aroutd.config import Config, RouteConfig
+from aroutd.config.parse import Config, RouteConfig
 from aroutd.errors import BadRequest
 
 __all__ = [

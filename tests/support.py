@@ -21,7 +21,7 @@ import h11
 import trio
 import trustme
 
-from aroutd.config import (
+from aroutd.config.parse import (
     Config,
     KeysConfig,
     RouteConfig,
@@ -31,7 +31,7 @@ from aroutd.config import (
     WalletConfig,
     X402Config,
 )
-from aroutd.daemon import Bound, serve
+from aroutd.shell.daemon import Bound, serve
 
 Headers = list[tuple[bytes, bytes]]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from aroutd.accesslog import AccessRecord, event, format_line, write
+from aroutd.accesslog import AccessRecord, format_line
+from aroutd.shell.logsink import event, write
 
 
 def test_line_has_every_field_in_order() -> None:

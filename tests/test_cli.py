@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from aroutd.keytable import parse_keytable
+from aroutd.keytable.table import parse_keytable
 
 from .e2e import Proc
 

@@ -1,4 +1,4 @@
-"""aroutd.config and aroutd.tomlpos: the config file (SPEC §2)."""
+"""aroutd.config.parse and aroutd.config.tomlpos: the config file (SPEC §2)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aroutd.config import Config, Price, RouteConfig, parse_config
+from aroutd.config.parse import Config, Price, RouteConfig, parse_config
+from aroutd.config.tomlpos import dotted, scan_positions
 from aroutd.errors import ConfigError
-from aroutd.tomlpos import dotted, scan_positions
 
 ROOT = Path(__file__).resolve().parent.parent
 DIR = Path("/etc/aroutd")
@@ -20,7 +20,9 @@ ENV = {"OPENAI_API_KEY": "sk-test-openai", "ANTHROPIC_API_KEY": "sk-ant", "GEMIN
 
 
 def parse(text: str, environ: dict[str, str] | None = None, path: Path = FILE) -> Config:
-    return parse_config(text, path=path, environ=environ or {})
+    return parse_config(
+        text, path=path, cwd=Path.cwd(), environ=environ or {}, read_file=Path.read_bytes
+    )
 
 
 def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
@@ -55,7 +57,7 @@ def test_defaults() -> None:
 
 
 def test_reference_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aroutd.config import load_config
+    from aroutd.shell.files import load_config
 
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
@@ -471,7 +473,7 @@ def test_secret_values_never_in_messages() -> None:
 
 
 def test_load_config_unreadable(tmp_path: Path) -> None:
-    from aroutd.config import load_config
+    from aroutd.shell.files import load_config
 
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path / "missing.toml")

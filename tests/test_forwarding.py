@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aroutd.config import UpstreamConfig
+from aroutd.config.parse import UpstreamConfig
 from aroutd.forwarding import (
     client_address,
     connection_tokens,

@@ -1,4 +1,4 @@
-"""aroutd.keys: key generation, `aroutd keys new|hash` output and `aroutd check` (SPEC §1)."""
+"""aroutd.keytable.keys: key making, `aroutd keys new|hash` output; `aroutd check` (SPEC §1)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from aroutd.keys import (
-    check_paths,
+from aroutd.keytable.keys import (
     key_digest,
     keys_hash_output,
     keys_new_output,
     new_key,
 )
-from aroutd.keytable import parse_keytable
+from aroutd.keytable.table import parse_keytable
+from aroutd.shell.files import check_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 THROWAWAY = "lr_live_" + "0" * 48  # documented in config/keys.toml; never a real key

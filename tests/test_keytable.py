@@ -1,4 +1,4 @@
-"""aroutd.keytable: the key table (SPEC §3), its fast path and its error messages."""
+"""aroutd.keytable.table: the key table (SPEC §3), its fast path and its error messages."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aroutd import keytable
 from aroutd.errors import ConfigError
-from aroutd.keytable import KeyEntry, KeyTable, Tenant, load_keytable, parse_keytable
+from aroutd.keytable import table as keytable
+from aroutd.keytable.table import KeyEntry, KeyTable, Tenant, parse_keytable
+from aroutd.shell.files import load_keytable
 
 FILE = Path("/etc/aroutd/keys.toml")
 S1 = hashlib.sha256(b"lr_live_1").hexdigest()

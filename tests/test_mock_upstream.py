@@ -25,10 +25,10 @@ from google.genai import types as genai_types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aroutd import mock_providers as p
 from aroutd.errors import BadRequest
-from aroutd.mock_router import MockControls, MockRequest, parse_controls, respond
-from aroutd.mock_upstream import main, parse_listen, serve
+from aroutd.mock import providers as p
+from aroutd.mock.router import MockControls, MockRequest, parse_controls, respond
+from aroutd.mock.server import main, parse_listen, serve
 
 EVENT_DELAY_S = 0.05
 
@@ -608,7 +608,7 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
 
 
 async def test_main_prints_its_url_and_exits_0_on_sigterm() -> None:
-    code = "import sys; from aroutd.mock_upstream import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from aroutd.mock.server import main; sys.exit(main(sys.argv[1:]))"
     argv = [sys.executable, "-c", code, "--listen", "127.0.0.1:0", "--delay-ms", "1"]
     proc = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from aroutd.config import WalletConfig
+from aroutd.config.parse import WalletConfig
 from aroutd.errors import Forbidden, Unauthorized
-from aroutd.keytable import KeyEntry, Tenant
+from aroutd.keytable.table import KeyEntry, Tenant
 from aroutd.policy import (
     authorize_endpoint,
     authorize_model,

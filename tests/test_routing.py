@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aroutd.config import (
+from aroutd.config.parse import (
     Config,
     KeysConfig,
     Price,

@@ -6,8 +6,8 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aroutd.keytable import parse_keytable
-from aroutd.runtime import Runtime
+from aroutd.keytable.table import parse_keytable
+from aroutd.shell.runtime import Runtime
 from aroutd.store.sqlite import SqliteStore
 
 from .support import Keys, make_config

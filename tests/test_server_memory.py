@@ -11,10 +11,10 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from aroutd.handler import ConnInfo
-from aroutd.keytable import KeyTable
-from aroutd.runtime import Runtime
-from aroutd.server import serve_connection
+from aroutd.keytable.table import KeyTable
+from aroutd.shell.handler import ConnInfo
+from aroutd.shell.runtime import Runtime
+from aroutd.shell.server import serve_connection
 from aroutd.store.sqlite import SqliteStore
 
 from .support import Keys, make_config

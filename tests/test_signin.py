@@ -21,8 +21,16 @@ from solders.keypair import Keypair
 from aroutd.auth.signin import SigninSettings, resolve_chain, sign_in, verify_signin
 from aroutd.auth.siwx import decode_header
 from aroutd.auth.walletjwt import WalletTokens
-from aroutd.config import Config, KeysConfig, ServerConfig, StateConfig, WalletConfig, X402Config
+from aroutd.config.parse import (
+    Config,
+    KeysConfig,
+    ServerConfig,
+    StateConfig,
+    WalletConfig,
+    X402Config,
+)
 from aroutd.errors import BadRequest, HTTPError, Unauthorized
+from aroutd.shell.files import wallet_tokens
 from aroutd.store.base import WalletAccount
 from aroutd.store.sqlite import SqliteStore
 
@@ -489,7 +497,8 @@ def test_settings_from_config(tmp_path: Path) -> None:
     assert SigninSettings.from_config(cfg) == SigninSettings(
         public_url="https://gw.example:8443", networks=("eip155:1",), max_age_s=120
     )
-    tokens = WalletTokens.from_config(cfg)
+    tokens = wallet_tokens(cfg)
+    assert tokens is not None
     assert (tmp_path / "jwt.secret").stat().st_size == 32
     token = tokens.issue("eip155:1:0x0", NOW)
     assert tokens.verify(token, NOW.timestamp()) == "eip155:1:0x0"

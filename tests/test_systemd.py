@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aroutd.sdnotify import listen_sockets, watchdog_interval_s
+from aroutd.shell.sdnotify import listen_sockets, watchdog_interval_s
 
 from .e2e import UPSTREAM_SECRET, Proc, write_config
 from .support import Keys

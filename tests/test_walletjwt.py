@@ -14,8 +14,9 @@ from typing import Any
 import jwt
 import pytest
 
-from aroutd.auth.walletjwt import WalletTokens, key_id, load_or_create_secret, read_secret
+from aroutd.auth.walletjwt import WalletTokens, key_id
 from aroutd.errors import ConfigError, Unauthorized
+from aroutd.shell.files import load_or_create_secret, read_secret
 
 SECRET = b"s" * 32
 OLD = b"o" * 40

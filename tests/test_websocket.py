@@ -16,7 +16,7 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from aroutd.daemon import Bound, serve
+from aroutd.shell.daemon import Bound, serve
 
 from .support import Keys, make_config
 

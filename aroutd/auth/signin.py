@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from aroutd.auth import evm, solana
 from aroutd.auth.siwx import SiwxPayload, decode_header, parse_timestamp
 from aroutd.auth.walletjwt import WalletTokens
-from aroutd.config import Config
+from aroutd.config.parse import Config
 from aroutd.errors import BadRequest, Unauthorized
 from aroutd.store.base import StateStore
 

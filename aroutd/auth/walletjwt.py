@@ -12,8 +12,8 @@
 - Every failure is the same 401 ``invalid or expired token``. Tokens and secrets never
   appear in errors or reprs.
 
-The secret is the file's bytes as they are (at least 32). :func:`load_or_create_secret`
-creates a missing file with 32 random bytes, mode 0600, in a 0700 folder.
+The secret is given as bytes (at least 32); reading and creating the secret files is
+:mod:`aroutd.shell.files`' work.
 """
 
 from __future__ import annotations
@@ -23,16 +23,13 @@ import binascii
 import contextlib
 import hashlib
 import json
-import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 
 import jwt
 
-from aroutd.config import Config
 from aroutd.errors import ConfigError, Unauthorized
 
 __all__ = [
@@ -40,8 +37,6 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "WalletTokens",
     "key_id",
-    "load_or_create_secret",
-    "read_secret",
 ]
 
 AUDIENCE = "aroutd"
@@ -75,53 +70,6 @@ def _kid_of(token: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
-def read_secret(path: Path) -> bytes:
-    """The bytes of an existing secret file; ConfigError when unreadable or under 32 bytes."""
-    try:
-        secret = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read the JWT secret ({exc.strerror})"]) from None
-    if len(secret) < MIN_SECRET_BYTES:
-        raise ConfigError(
-            [f"{path}: the JWT secret must be at least {MIN_SECRET_BYTES} bytes, not {len(secret)}"]
-        )
-    return secret
-
-
-def load_or_create_secret(path: Path) -> bytes:
-    """The secret in ``path``, created first (32 random bytes, 0600, folder 0700) if missing.
-
-    Creation writes a temporary file, fsyncs it and hard-links it into place, so a crash
-    never leaves a short secret and two instances starting at once agree on one secret.
-    """
-    if not path.exists():
-        folder = path.parent
-        try:
-            if not folder.exists():
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-                folder.chmod(0o700)
-            tmp = folder / f".{path.name}.{secrets.token_hex(8)}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(secrets.token_bytes(MIN_SECRET_BYTES))
-                    f.flush()
-                    os.fsync(f.fileno())
-                # FileExistsError: another process created it first; use theirs.
-                with contextlib.suppress(FileExistsError):
-                    os.link(tmp, path)
-            finally:
-                tmp.unlink()
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise ConfigError([f"{path}: cannot create the JWT secret ({exc.strerror})"]) from None
-    return read_secret(path)
-
-
 class WalletTokens:
     """Issues and verifies wallet JWTs for one set of secrets; see the module docstring."""
 
@@ -147,17 +95,6 @@ class WalletTokens:
         self._ttl_s = ttl_s
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> WalletTokens:
-        """Read (or create) the secret files named in ``[wallet]``; ConfigError on failure."""
-        wallet = cfg.wallet
-        return cls(
-            secret=load_or_create_secret(wallet.jwt_secret_file),
-            previous=[read_secret(p) for p in wallet.jwt_previous_secret_files],
-            issuer=cfg.server.public_url,
-            ttl_s=wallet.jwt_ttl_s,
-        )
 
     def __repr__(self) -> str:
         kid, keys = self._current[0], len(self._keys)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import h11
 import trio
 
-from .config import UpstreamConfig
-from .errors import BadGateway, GatewayTimeout
+from aroutd.config.parse import UpstreamConfig
+from aroutd.errors import BadGateway, GatewayTimeout
 
 __all__ = [
     "ABANDON_POLL_S",

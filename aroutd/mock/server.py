@@ -1,6 +1,6 @@
 """``aroutd mock-upstream``: the fake OpenAI / Anthropic / Gemini upstream, served by hypercorn.
 
-The trio shell around :mod:`aroutd.mock_router`: :func:`make_app` is a plain ASGI app that
+The trio shell around :mod:`aroutd.mock.router`: :func:`make_app` is a plain ASGI app that
 reads the request, asks the pure router for the answer and plays it out, one ASGI body
 message per SSE event so every event is flushed on its own; :func:`serve` runs it on
 hypercorn (access log off) and reports the bound port; :func:`main` is the command.
@@ -8,7 +8,7 @@ hypercorn (access log off) and reports the bound port; :func:`main` is the comma
 ``GET /mock/stats`` (also ``/v1/mock/stats``) answers ``{requests, disconnects,
 streams_completed}``: a client that goes away mid-response cancels the response and counts as
 a disconnect, so a proxy test can see its cancellation reach the upstream.
-See :mod:`aroutd.mock_router` for the endpoints and the ``X-Mock-*`` control headers.
+See :mod:`aroutd.mock.router` for the endpoints and the ``X-Mock-*`` control headers.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from aroutd import mock_providers as p
 from aroutd.errors import BadRequest
-from aroutd.mock_router import MockAnswer, MockControls, MockRequest, error_response, respond
+from aroutd.mock import providers as p
+from aroutd.mock.router import MockAnswer, MockControls, MockRequest, error_response, respond
 
 __all__ = ["DEFAULT_LISTEN", "main", "make_app", "parse_listen", "serve"]
 

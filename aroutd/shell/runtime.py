@@ -13,17 +13,17 @@ from datetime import datetime
 
 import trio
 
-from .auth.signin import SigninSettings
-from .auth.walletjwt import WalletTokens
-from .authlimit import FailedAuthLimiter
-from .config import Config
-from .keytable import KeyEntry, KeyTable
-from .metrics import Metrics
-from .policy import principal_for_key
-from .principal import AuthMethod, Principal
-from .routing import known_providers
-from .store.base import StateStore
-from .upstream import UpstreamPool
+from aroutd.auth.signin import SigninSettings
+from aroutd.auth.walletjwt import WalletTokens
+from aroutd.authlimit import FailedAuthLimiter
+from aroutd.config.parse import Config
+from aroutd.keytable.table import KeyEntry, KeyTable
+from aroutd.metrics import Metrics
+from aroutd.policy import principal_for_key
+from aroutd.principal import AuthMethod, Principal
+from aroutd.routing import known_providers
+from aroutd.shell.upstream import UpstreamPool
+from aroutd.store.base import StateStore
 
 __all__ = ["KEY_CACHE_SIZE", "Runtime"]
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import h11
 import trio
 
-from .connection import ClientConnection
-from .errors import BadGateway, GatewayTimeout
-from .forwarding import response_headers
-from .upstream import UpstreamConnection, UpstreamPool
+from aroutd.errors import BadGateway, GatewayTimeout
+from aroutd.forwarding import response_headers
+from aroutd.shell.connection import ClientConnection
+from aroutd.shell.upstream import UpstreamConnection, UpstreamPool
 
 __all__ = ["is_upgrade", "relay_upgrade"]
 

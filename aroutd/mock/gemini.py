@@ -8,8 +8,8 @@ usageMetadata on every streamed chunk.
 
 from __future__ import annotations
 
-from aroutd import mock_providers as p
 from aroutd.errors import BadRequest
+from aroutd.mock import providers as p
 
 __all__ = [
     "GEMINI_MODELS",

@@ -6,7 +6,7 @@ problem as "FILE:LINE: key 'ID': message" (unknown fields, duplicate ids or
 hashes, unknown tenants, bad values).
 
 A table may hold a million keys and is re-parsed on SIGHUP while serving, so
-the common layout is read by the fast path in :mod:`aroutd.keytable_fast`;
+the common layout is read by the fast path in :mod:`aroutd.keytable.fast`;
 anything it does not read sends the whole file to ``tomllib``, which reads the
 same values. Both end in the same checks here. Line numbers are counted only
 when there is a problem to report, and ``KeyEntry`` objects are built when
@@ -24,13 +24,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from aroutd.errors import ConfigError
-from aroutd.keytable_fast import Layout, fast_entries, head
-from aroutd.keytable_fast import NotSimple as _NotSimple
-from aroutd.tomlpos import Problems, Table, load_toml, type_name
-from aroutd.tomlscan import scan_positions
+from aroutd.config.tomlpos import Problems, Table, load_toml, type_name
+from aroutd.config.tomlscan import scan_positions
+from aroutd.keytable.fast import Layout, fast_entries, head
+from aroutd.keytable.fast import NotSimple as _NotSimple
 
-__all__ = ["ID_RE", "KeyEntry", "KeyTable", "Tenant", "load_keytable", "parse_keytable"]
+__all__ = ["ID_RE", "KeyEntry", "KeyTable", "Tenant", "parse_keytable"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,16 +142,6 @@ class _FileKeys(Mapping[bytes, KeyEntry]):
         while rows:
             for _ in range(min(_DISPOSE_BATCH, len(rows))):
                 rows.popitem()
-
-
-def load_keytable(path: Path) -> KeyTable:
-    """Read and parse the key table at ``path``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError([f"{path}:1: cannot read the key table: {reason}"]) from None
-    return parse_keytable(text, path=path)
 
 
 def parse_keytable(text: str, *, path: Path) -> KeyTable:

@@ -24,12 +24,10 @@ from urllib.parse import parse_qsl
 import h11
 import trio
 
-from . import accesslog
-from .accesslog import AccessRecord
-from .auth.signin import sign_in
-from .connection import ClientConnection, ClientGone
-from .credentials import extract_credential, redact_query_key, strip_query_key
-from .errors import (
+from aroutd.accesslog import AccessRecord
+from aroutd.auth.signin import sign_in
+from aroutd.credentials import extract_credential, redact_query_key, strip_query_key
+from aroutd.errors import (
     BadGateway,
     BadRequest,
     HTTPError,
@@ -38,18 +36,25 @@ from .errors import (
     TooManyRequests,
     Unauthorized,
 )
-from .forwarding import client_address, request_id_from, response_headers, upstream_request_headers
-from .policy import (
+from aroutd.forwarding import (
+    client_address,
+    request_id_from,
+    response_headers,
+    upstream_request_headers,
+)
+from aroutd.policy import (
     Endpoint,
     authorize_endpoint,
     authorize_model,
     principal_for_wallet,
 )
-from .principal import Principal
-from .routing import match_route, request_model, resolve, rewrite_body_model
-from .runtime import Runtime
-from .upstream import Abandoned, UpstreamBroken, UpstreamPool
-from .websocket import is_upgrade, relay_upgrade
+from aroutd.principal import Principal
+from aroutd.routing import match_route, request_model, resolve, rewrite_body_model
+from aroutd.shell import logsink
+from aroutd.shell.connection import ClientConnection, ClientGone
+from aroutd.shell.runtime import Runtime
+from aroutd.shell.upstream import Abandoned, UpstreamBroken, UpstreamPool
+from aroutd.shell.websocket import is_upgrade, relay_upgrade
 
 __all__ = ["ConnInfo", "handle_request"]
 
@@ -110,7 +115,7 @@ async def handle_request(
         rec.duration_ms = round(duration_s * 1000, 3)
         if rec.client == "":
             rec.client = info.peer_ip
-        accesslog.write(rec)
+        logsink.write(rec)
         rt.metrics.observe(
             status=rec.status,
             auth_method=rec.auth_method,

@@ -1,8 +1,8 @@
 """The daemon configuration's values (SPEC §2): frozen dataclasses with the SPEC defaults.
 
-Parsed from ``aroutd.toml`` by :func:`aroutd.config.parse_config`, which reads
+Parsed from ``aroutd.toml`` by :func:`aroutd.config.parse.parse_config`, which reads
 every field that has a plain default by that default's type; import these names
-from :mod:`aroutd.config`. Relative paths here are already absolute, and
+from :mod:`aroutd.config.parse`. Relative paths here are already absolute, and
 secrets (``auth_value``, ``redis_url``) are kept out of ``repr``.
 """
 

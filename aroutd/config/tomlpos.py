@@ -3,11 +3,11 @@
 :func:`load_toml` is ``tomllib.loads`` with its errors as "FILE:LINE: message".
 :class:`Problems` collects every problem as "FILE:LINE: message" and raises
 them all at once as :class:`~aroutd.errors.ConfigError`; the lines come from
-:mod:`aroutd.tomlscan`, scanned only once something is wrong. :class:`Table`
+:mod:`aroutd.config.tomlscan`, scanned only once something is wrong. :class:`Table`
 reads typed values out of one TOML table, reports wrong types, and reports every
 key it was never asked for as unknown. Messages name keys and types, never a
 string value: values may be secrets (SPEC §12). The ``${...}`` expansion
-(:mod:`aroutd.expand`) and the scanner's names are importable from here too.
+(:mod:`aroutd.config.expand`) and the scanner's names are importable from here too.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
 from typing import Any, cast
 
+from aroutd.config.expand import absolute, expand_values
+from aroutd.config.tomlscan import KeyPath, Positions, dotted, scan_positions
 from aroutd.errors import ConfigError
-from aroutd.expand import absolute, expand_values
-from aroutd.tomlscan import KeyPath, Positions, dotted, scan_positions
 
 __all__ = [
     "KeyPath",

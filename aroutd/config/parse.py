@@ -6,23 +6,26 @@ raises :class:`~aroutd.errors.ConfigError` listing *every* problem as
 SPEC default; relative paths are resolved against the config file's folder;
 ``${VAR}`` and ``${file:PATH}`` are expanded in every string value before it is
 read (``$${`` is a literal ``${``); messages never show a string value, since
-values may be secrets. :func:`load_config` is the only function here that reads
-files (plus the ``${file:...}`` references, read by :mod:`aroutd.expand`). The
-dataclasses live in :mod:`aroutd.config_values` and are importable from here.
+values may be secrets. :func:`aroutd.shell.files.load_config` reads the file
+and hands its text here, with a reader for the ``${file:...}`` references. The
+dataclasses live in :mod:`aroutd.config.values` and are importable from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from aroutd.config_values import (
+from aroutd.config.expand import FileReader, absolute, expand_values
+from aroutd.config.tomlpos import Problems, Table, load_toml
+from aroutd.config.tomlscan import dotted, scan_positions
+from aroutd.config.values import (
     Config,
     KeysConfig,
     Price,
@@ -33,11 +36,7 @@ from aroutd.config_values import (
     WalletConfig,
     X402Config,
 )
-from aroutd.config_values import IPNetwork as IPNetwork  # re-exported: forwarding uses it
-from aroutd.errors import ConfigError
-from aroutd.expand import absolute, expand_values
-from aroutd.tomlpos import Problems, Table, load_toml
-from aroutd.tomlscan import dotted, scan_positions
+from aroutd.config.values import IPNetwork as IPNetwork  # re-exported: forwarding uses it
 
 __all__ = [
     "X402_NETWORKS",
@@ -50,7 +49,6 @@ __all__ = [
     "UpstreamConfig",
     "WalletConfig",
     "X402Config",
-    "load_config",
     "parse_config",
     "unsupported",
 ]
@@ -67,22 +65,18 @@ _X402_DEFAULTS = X402Config()
 _T = TypeVar("_T")
 
 
-def load_config(path: Path) -> Config:
-    """Read and parse the config file at ``path`` with ``os.environ``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError([f"{path}:1: cannot read the config file: {reason}"]) from None
-    return parse_config(text, path=path, environ=os.environ)
+def parse_config(
+    text: str, *, path: Path, cwd: Path, environ: Mapping[str, str], read_file: FileReader
+) -> Config:
+    """The :class:`Config` in ``text``; ``path`` names the file in messages and anchors paths.
 
-
-def parse_config(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
-    """The :class:`Config` in ``text``; ``path`` names the file in messages and anchors paths."""
-    config_path = Path(os.path.abspath(path))
+    A relative ``path`` is taken against ``cwd``; ``read_file`` reads the ``${file:PATH}``
+    references (the shell's reads the disk).
+    """
+    config_path = Path(posixpath.normpath(cwd / path))
     base = config_path.parent
     problems = Problems(str(path), lambda: scan_positions(text))
-    data = expand_values(load_toml(text, str(path)), (), problems, environ, base)
+    data = expand_values(load_toml(text, str(path)), (), problems, environ, base, read_file)
     root = Table(problems, (), data)
     keys = root.table("keys")
     upstreams = {n: _upstream(n, t, base) for n, t in _table_map(root.table("upstreams")).items()}

@@ -23,18 +23,17 @@ from pathlib import Path
 
 import trio
 
-from . import accesslog
-from .admin import handle_admin
-from .auth.walletjwt import WalletTokens
-from .config import Config, load_config, unsupported
-from .errors import BadRequest, ConfigError
-from .forwarding import peer_is_trusted
-from .handler import ConnInfo, handle_request
-from .keytable import load_keytable
-from .runtime import Runtime
-from .sdnotify import listen_sockets, notify, watchdog_interval_s
-from .server import Handler, read_proxy_header, serve_connection
-from .store.sqlite import SqliteStore
+from aroutd.config.parse import Config, unsupported
+from aroutd.errors import BadRequest, ConfigError
+from aroutd.forwarding import peer_is_trusted
+from aroutd.shell import logsink
+from aroutd.shell.admin import handle_admin
+from aroutd.shell.files import load_config, load_keytable, wallet_tokens
+from aroutd.shell.handler import ConnInfo, handle_request
+from aroutd.shell.runtime import Runtime
+from aroutd.shell.sdnotify import listen_sockets, notify, watchdog_interval_s
+from aroutd.shell.server import Handler, read_proxy_header, serve_connection
+from aroutd.store.sqlite import SqliteStore
 
 __all__ = ["Bound", "reload_keys", "run", "serve"]
 
@@ -48,10 +47,6 @@ class Bound:
 
     addresses: tuple[tuple[str, int], ...]
     admin: tuple[tuple[str, int], ...] = ()
-
-
-def _wallet_tokens(cfg: Config) -> WalletTokens | None:
-    return WalletTokens.from_config(cfg) if cfg.wallet.enabled else None
 
 
 async def _open_listeners(
@@ -84,7 +79,7 @@ async def _accept_loop(
         try:
             stream = await listener.accept()
         except OSError as exc:
-            accesslog.event("accept_error", errno=exc.errno)
+            logsink.event("accept_error", errno=exc.errno)
             await trio.sleep(ACCEPT_ERROR_PAUSE_S)
             continue
         if rt.open_connections >= limit:
@@ -159,7 +154,7 @@ async def reload_keys(rt: Runtime) -> bool:
         table = await trio.to_thread.run_sync(load_keytable, path)
     except ConfigError as exc:
         rt.metrics.reloads["error"] += 1
-        accesslog.event("reload", result="error", problems=list(exc.problems))
+        logsink.event("reload", result="error", problems=list(exc.problems))
         notify("READY=1", "STATUS=serving (reload failed, old key table kept)")
         return False
     finally:
@@ -168,7 +163,7 @@ async def reload_keys(rt: Runtime) -> bool:
     old, rt.keytable = rt.keytable, table
     gc.freeze()  # no collect() here: walking a fresh million-key table would pause serving
     rt.metrics.reloads["ok"] += 1
-    accesslog.event(
+    logsink.event(
         "reload",
         result="ok",
         keys=len(table.by_digest),
@@ -199,7 +194,7 @@ async def _signals(rt: Runtime, accept_scope: trio.CancelScope) -> None:
                         reloading = True
                         nursery.start_soon(reload_task)
                 else:
-                    accesslog.event("shutdown", signal=signal.Signals(signum).name)
+                    logsink.event("shutdown", signal=signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     accept_scope.cancel()
                     return
@@ -216,7 +211,7 @@ async def serve(
     store = SqliteStore.open(cfg.state.path)
     try:
         tls = _tls_context(cfg)
-        rt = Runtime.build(cfg, keytable, store, _wallet_tokens(cfg))
+        rt = Runtime.build(cfg, keytable, store, wallet_tokens(cfg))
         _freeze_heap()  # before serving: a collect() now pauses nobody
         # socket activation (SPEC §2): systemd's sockets replace [server] listen
         activated = listen_sockets()
@@ -239,7 +234,7 @@ async def serve(
                 ping_s = watchdog_interval_s()
                 if ping_s is not None:
                     accepting.start_soon(_watchdog, ping_s)
-                accesslog.event(
+                logsink.event(
                     "listening",
                     addresses=[f"{_fmt(h)}:{p}" for h, p in bound.addresses],
                     admin=[f"{_fmt(h)}:{p}" for h, p in bound.admin],
@@ -253,11 +248,11 @@ async def serve(
             rt.start_draining()
             drain_s = cfg.server.drain_timeout_s
             handlers.cancel_scope.deadline = trio.current_time() + drain_s
-            accesslog.event("draining", connections=rt.open_connections, timeout_s=drain_s)
+            logsink.event("draining", connections=rt.open_connections, timeout_s=drain_s)
         await rt.aclose()
     finally:
         store.close()
-    accesslog.event("stopped")
+    logsink.event("stopped")
 
 
 def _tls_context(cfg: Config) -> ssl.SSLContext | None:
@@ -310,9 +305,9 @@ def run(config_path: Path) -> int:
         cfg = load_config(config_path)
         trio.run(serve, cfg)
     except ConfigError as exc:
-        accesslog.event("config_error", problems=list(exc.problems))
+        logsink.event("config_error", problems=list(exc.problems))
         return 1
     except OSError as exc:
-        accesslog.event("startup_error", error=f"{type(exc).__name__}: {exc.strerror}")
+        logsink.event("startup_error", error=f"{type(exc).__name__}: {exc.strerror}")
         return 1
     return 0

@@ -10,10 +10,10 @@ from __future__ import annotations
 import h11
 import trio
 
-from .connection import ClientConnection
-from .errors import HTTPError, MethodNotAllowed, NotFound
-from .handler import ConnInfo
-from .runtime import Runtime
+from aroutd.errors import HTTPError, MethodNotAllowed, NotFound
+from aroutd.shell.connection import ClientConnection
+from aroutd.shell.handler import ConnInfo
+from aroutd.shell.runtime import Runtime
 
 __all__ = ["handle_admin"]
 

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import h11
 import trio
 
-from .errors import BadRequest, HeaderTooLarge, HTTPError, PayloadTooLarge, RequestTimeout
-from .framing import check_header_bytes, check_request_framing
+from aroutd.errors import BadRequest, HeaderTooLarge, HTTPError, PayloadTooLarge, RequestTimeout
+from aroutd.framing import check_header_bytes, check_request_framing
 
 __all__ = ["ClientConnection", "ClientGone"]
 

@@ -1,4 +1,4 @@
-"""Key generation and the `aroutd keys` / `aroutd check` commands' output (SPEC §1, §3).
+"""Key generation and the `aroutd keys` commands' output (SPEC §1, §3).
 
 A key is ``lr_live_`` (API) or ``lr_mgmt_`` (management) followed by 48 lowercase
 hex characters (24 random bytes from :mod:`secrets`). Only its SHA-256 is ever
@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from pathlib import Path
 
-from aroutd.config import load_config, unsupported
-from aroutd.errors import ConfigError
-from aroutd.keytable import ID_RE, load_keytable
+from aroutd.keytable.table import ID_RE
 
 __all__ = [
     "KEY_PREFIXES",
-    "check_paths",
     "key_digest",
     "keys_hash_output",
     "keys_new_output",
@@ -74,16 +70,3 @@ def keys_hash_output(stdin_text: str) -> str:
     if not key:
         raise ValueError("no key on stdin")
     return key_digest(key).hex()
-
-
-def check_paths(config_path: Path) -> list[str]:
-    """Every problem in the config file and its key table, as "FILE:LINE: message"."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        return list(exc.problems)
-    try:
-        load_keytable(config.keys.file)
-    except ConfigError as exc:
-        return list(exc.problems)
-    return unsupported(config)

@@ -30,9 +30,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs
 
-from aroutd import mock_gemini as g
-from aroutd import mock_providers as p
 from aroutd.errors import BadRequest, HTTPError, MethodNotAllowed, NotFound
+from aroutd.mock import gemini as g
+from aroutd.mock import providers as p
 
 __all__ = [
     "ECHO_PATHS",

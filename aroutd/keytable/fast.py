@@ -7,7 +7,7 @@ reads each ``[[keys]]`` table after it with one regex when it is up to four
 ``name = "plain string"`` lines, else line by line (other one-line values
 through ``tomllib`` one at a time). Anything else after the first header
 (tenants after keys, multi-line values, dotted or quoted keys, a name given
-twice) raises :class:`NotSimple`, and :mod:`aroutd.keytable` sends the whole
+twice) raises :class:`NotSimple`, and :mod:`aroutd.keytable.table` sends the whole
 file to ``tomllib``, which reads the same values, about four times slower.
 :class:`Layout` gives the line of a table or field for problems on both paths,
 counted only when there is a problem to report. Pure: text in, values out.

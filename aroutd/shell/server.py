@@ -22,11 +22,11 @@ from collections.abc import Awaitable, Callable
 import h11
 import trio
 
-from .connection import ClientConnection, ClientGone
-from .errors import BadRequest, HTTPError, RequestTimeout
-from .handler import ConnInfo, handle_request
-from .proxyproto import MAX_V2_BYTES, ProxyHeader, parse_proxy_header
-from .runtime import Runtime
+from aroutd.errors import BadRequest, HTTPError, RequestTimeout
+from aroutd.proxyproto import MAX_V2_BYTES, ProxyHeader, parse_proxy_header
+from aroutd.shell.connection import ClientConnection, ClientGone
+from aroutd.shell.handler import ConnInfo, handle_request
+from aroutd.shell.runtime import Runtime
 
 __all__ = ["Handler", "read_proxy_header", "serve_connection"]
 
