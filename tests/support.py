@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -193,9 +194,10 @@ async def _next(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Event:
     while True:
         ev = conn.next_event()
         if ev is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(65536))
+            conn.receive_data(bytes(await stream.receive_some(65536)))
             continue
-        return ev  # type: ignore[return-value]
+        assert isinstance(ev, h11.Event), ev  # PAUSED: a caller skipped start_next_cycle()
+        return ev
 
 
 def new_key(prefix: str = "lr_live_") -> str:
@@ -306,12 +308,19 @@ class Harness:
 
 @asynccontextmanager
 async def daemon(
-    tmp: Path, *, upstream_tls: bool = False, trust_upstream: bool = True, **server: Any
+    tmp: Path,
+    *,
+    upstream_tls: bool = False,
+    trust_upstream: bool = True,
+    upstream_port: int | None = None,
+    **server: Any,
 ) -> AsyncIterator[Harness]:
     """A fake upstream and the real daemon, both in this trio run, on loopback.
 
     ``upstream_tls``: the fake upstream speaks TLS with a trustme certificate and
     the daemon trusts its CA through ``ca_file`` (another CA with ``trust_upstream=False``).
+    ``upstream_port``: send the daemon's upstream traffic there instead of to the
+    fake (which still runs, and should then see nothing).
     """
     async with trio.open_nursery() as nursery:
         fake = FakeUpstream()
@@ -325,7 +334,8 @@ async def daemon(
             trusted.cert_pem.write_to_path(str(ca_file))
         await nursery.start(fake.serve)
         keys = Keys()
-        cfg = make_config(tmp, fake.port, keys, ca_file=ca_file, **server)
+        port = fake.port if upstream_port is None else upstream_port
+        cfg = make_config(tmp, port, keys, ca_file=ca_file, **server)
         bound: Bound = await nursery.start(serve, cfg)
         admin_port = bound.admin[0][1] if bound.admin else 0
         yield Harness(bound.addresses[0][1], keys, fake, cfg, admin_port)
@@ -348,7 +358,7 @@ class Reply:
 class Client:
     """A keep-alive h11 client on one connection."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.conn = h11.Connection(h11.CLIENT)
 
@@ -372,13 +382,13 @@ class Client:
             data += self.conn.send(h11.Data(data=body)) or b""
         data += self.conn.send(h11.EndOfMessage()) or b""
         await self.stream.send_all(data)
-        resp = await _next(self.conn, self.stream)  # type: ignore[arg-type]
+        resp = await _next(self.conn, self.stream)
         while isinstance(resp, h11.InformationalResponse):
-            resp = await _next(self.conn, self.stream)  # type: ignore[arg-type]
+            resp = await _next(self.conn, self.stream)
         assert isinstance(resp, h11.Response), resp
         out = b""
         while True:
-            ev = await _next(self.conn, self.stream)  # type: ignore[arg-type]
+            ev = await _next(self.conn, self.stream)
             if isinstance(ev, h11.Data):
                 out += ev.data
             elif isinstance(ev, h11.EndOfMessage):
@@ -397,21 +407,110 @@ async def request(
         return await c.request(method, target, headers, body)
 
 
-async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 3.0) -> bytes:
-    """Send raw bytes; read until the server closes (or the timeout)."""
+class ReadTimedOut(AssertionError):
+    """``raw_exchange``: the server neither closed the connection nor stopped talking in time."""
+
+    def __init__(self, timeout: float, received: bytes) -> None:
+        super().__init__(
+            f"the server did not close the connection within {timeout} s; "
+            f"received {len(received)} bytes: {received[:300]!r}"
+        )
+        self.received = received
+
+
+async def raw_exchange(
+    port: int, data: bytes, *, read_timeout: float = 3.0, allow_timeout: bool = False
+) -> bytes:
+    """Send raw bytes; read until the server closes the connection, and return what came.
+
+    The server must close (EOF, or a reset after its answer) within ``read_timeout``:
+    otherwise this raises ``ReadTimedOut``, so a test that expects an answer and a
+    close cannot pass on a hang. A caller that expects the connection to stay
+    open passes ``allow_timeout=True`` and gets what arrived until the timeout.
+    """
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     out = b""
     try:
-        await stream.send_all(data)
-        with trio.move_on_after(read_timeout):
+        with suppress(trio.BrokenResourceError):  # closed before all was sent
+            await stream.send_all(data)
+        with trio.move_on_after(read_timeout) as scope:
             while True:
-                chunk = await stream.receive_some(65536)
+                try:
+                    chunk = await stream.receive_some(65536)
+                except trio.BrokenResourceError:  # reset by the server: closed too
+                    break
                 if not chunk:
                     break
                 out += chunk
     finally:
         await trio.aclose_forcefully(stream)
+    if scope.cancelled_caught and not allow_timeout:
+        raise ReadTimedOut(read_timeout, out)
     return out
+
+
+def parse_replies(data: bytes) -> list[Reply]:
+    """Every response in ``data``, a whole connection's output up to the server's close.
+
+    Read by a real h11 client (interim 1xx responses skipped). ``data`` must end
+    exactly at the end of the last response: a truncated one, bytes after one
+    that said ``Connection: close``, or anything h11 rejects is an AssertionError.
+    """
+    replies: list[Reply] = []
+    try:
+        _parse_replies(data, replies)
+    except h11.ProtocolError as exc:
+        raise AssertionError(f"after {len(replies)} replies, not HTTP: {exc!r}") from exc
+    return replies
+
+
+def _parse_replies(data: bytes, replies: list[Reply]) -> None:
+    conn = h11.Connection(h11.CLIENT)
+    conn.receive_data(data)
+    conn.receive_data(b"")  # the server closed after these bytes
+    while conn.trailing_data[0]:  # a next response has begun
+        conn.send(h11.Request(method="GET", target="/", headers=[("host", "t")]))
+        conn.send(h11.EndOfMessage())
+        ev = conn.next_event()
+        while isinstance(ev, h11.InformationalResponse):
+            ev = conn.next_event()
+        assert isinstance(ev, h11.Response), f"after {len(replies)} replies: {ev!r}"
+        head = ev
+        body = b""
+        while True:
+            ev = conn.next_event()
+            if isinstance(ev, h11.Data):
+                body += ev.data
+            elif isinstance(ev, h11.EndOfMessage):
+                break
+            else:
+                raise AssertionError(f"reply {len(replies) + 1} cut short: {ev!r}")
+        replies.append(Reply(head.status_code, list(head.headers.raw_items()), body))
+        if conn.their_state is not h11.DONE:  # it said Connection: close
+            leftover = conn.trailing_data[0]
+            assert not leftover, f"bytes after a closing reply: {bytes(leftover)[:300]!r}"
+            return
+        conn.start_next_cycle()
+
+
+def only_reply(data: bytes) -> Reply:
+    """The single response in ``data`` (see ``parse_replies``)."""
+    replies = parse_replies(data)
+    assert len(replies) == 1, [(r.status, r.body[:200]) for r in replies]
+    return replies[0]
+
+
+def err(message: str, type_: str) -> dict[str, dict[str, str]]:
+    """The SPEC §13 envelope of an error aroutd answers itself, as parsed JSON."""
+    return {"error": {"message": message, "type": type_}}
+
+
+def unused_port() -> int:
+    """A loopback port that was just free and now has nothing listening: connects are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
 
 
 def bearer(key: str) -> tuple[str, str]:

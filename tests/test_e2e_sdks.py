@@ -14,13 +14,17 @@ import anthropic
 import httpx
 import openai
 import pytest
+from anthropic.types import MessageParam
 from google import genai
 from google.genai import types as genai_types
+from openai.types.chat import ChatCompletionMessageParam
 
 from .e2e import UPSTREAM_SECRET, Daemon, aroutd, mock_upstream, write_config
 from .support import Keys
 
-MESSAGES = [{"role": "user", "content": "Hello there, proxy!"}]  # 19 chars -> 5 prompt tokens
+HELLO = "Hello there, proxy!"  # 19 chars -> 5 prompt tokens
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": HELLO}]
+CLAUDE_MESSAGES: list[MessageParam] = [{"role": "user", "content": HELLO}]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def oai(d: Daemon, key: str | None = None) -> openai.OpenAI:
 
 
 def test_openai_chat(d: Daemon) -> None:
-    r = oai(d).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    r = oai(d).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert r.choices[0].message.content == "mock reply to 1 messages"
     assert r.usage is not None
     assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (5, 7)
@@ -51,7 +55,7 @@ def test_openai_chat(d: Daemon) -> None:
 def test_openai_chat_streaming_with_usage(d: Daemon) -> None:
     stream = oai(d).chat.completions.create(
         model="openai/gpt-4o-mini",
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=MESSAGES,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -80,7 +84,7 @@ def test_openai_errors_are_sdk_errors(d: Daemon) -> None:
     assert auth.value.status_code == 401
     assert auth.value.body == {"message": "invalid api key", "type": "authentication_error"}
     with pytest.raises(openai.PermissionDeniedError) as denied:
-        oai(d, d.keys.narrow).chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+        oai(d, d.keys.narrow).chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert denied.value.body == {
         "message": "model 'openai/gpt-4o' is not allowed for this API key",
         "type": "forbidden_error",
@@ -89,7 +93,7 @@ def test_openai_errors_are_sdk_errors(d: Daemon) -> None:
 
 def test_anthropic_messages(d: Daemon) -> None:
     client = anthropic.Anthropic(base_url=d.base, api_key=d.keys.api, max_retries=0)
-    msg = client.messages.create(model="claude-test", max_tokens=50, messages=MESSAGES)  # type: ignore[arg-type]
+    msg = client.messages.create(model="claude-test", max_tokens=50, messages=CLAUDE_MESSAGES)
     assert msg.content[0].type == "text" and msg.content[0].text == "mock reply to 1 messages"
     assert (msg.usage.input_tokens, msg.usage.output_tokens) == (5, 7)
 
@@ -99,7 +103,7 @@ def test_anthropic_streaming(d: Daemon) -> None:
     with client.messages.stream(
         model="anthropic/claude-test",
         max_tokens=50,
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=CLAUDE_MESSAGES,
     ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
@@ -110,7 +114,7 @@ def test_anthropic_streaming(d: Daemon) -> None:
 def test_anthropic_provider_restriction(d: Daemon) -> None:
     client = anthropic.Anthropic(base_url=d.base, api_key=d.keys.narrow, max_retries=0)
     with pytest.raises(anthropic.PermissionDeniedError) as denied:
-        client.messages.create(model="claude-test", max_tokens=5, messages=MESSAGES)  # type: ignore[arg-type]
+        client.messages.create(model="claude-test", max_tokens=5, messages=CLAUDE_MESSAGES)
     assert denied.value.status_code == 403
     assert "provider 'anthropic' is not allowed for this API key" in str(denied.value)
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from aroutd.errors import ConfigError
 from aroutd.keytable import table as keytable
+from aroutd.keytable.fast import NotSimple
 from aroutd.keytable.table import KeyEntry, KeyTable, Tenant, parse_keytable
 from aroutd.shell.files import load_keytable
 
@@ -444,7 +445,7 @@ def test_fast_path_agrees_with_tomllib(text: str, crlf: bool) -> None:
     normalized = text.replace("\r\n", "\n")
     try:
         fast = outcome(keytable._fast, normalized)
-    except keytable._NotSimple:
+    except NotSimple:
         return
     assert fast == outcome(keytable._slow, normalized)
 

@@ -20,10 +20,12 @@ import httpx
 import openai
 import pytest
 import trio
+from anthropic.types import MessageParam
 from google import genai
 from google.genai import types as genai_types
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionStreamOptionsParam
 
 from aroutd.errors import BadRequest
 from aroutd.mock import providers as p
@@ -272,7 +274,7 @@ async def _in_thread(fn: Callable[[], Any]) -> Any:
 
 # -- served: OpenAI ------------------------------------------------------------------------------
 
-CHAT_MESSAGES = [
+CHAT_MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "You are terse."},  # 14 characters
     {"role": "user", "content": "Say hello, mock."},  # 16 characters -> 30 // 4 + 1 = 8
 ]
@@ -294,7 +296,9 @@ async def test_openai_chat_non_streaming(url: str) -> None:
 @pytest.mark.parametrize("include_usage", [True, False])
 async def test_openai_chat_streaming(url: str, include_usage: bool) -> None:
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
-    options = {"include_usage": True} if include_usage else openai.omit
+    options: ChatCompletionStreamOptionsParam | openai.Omit = (
+        {"include_usage": True} if include_usage else openai.omit
+    )
 
     def run() -> list[Any]:
         stream = client.chat.completions.create(
@@ -356,7 +360,7 @@ async def test_openai_error_status_from_header(url: str) -> None:
 # -- served: Anthropic ---------------------------------------------------------------------------
 
 CLAUDE_SYSTEM = "Be brief."  # 9 characters
-CLAUDE_MESSAGES = [
+CLAUDE_MESSAGES: list[MessageParam] = [
     {"role": "user", "content": "Hello there, Claude!"},  # 20
     {"role": "assistant", "content": [{"type": "text", "text": "Hi."}]},  # 3
     {"role": "user", "content": "Again"},  # 5 -> 37 // 4 + 1 = 10

@@ -32,6 +32,7 @@ class EchoUpstream:
         ws = await request.accept(subprotocol="realtime")
         while True:
             message = await ws.get_message()
+            assert isinstance(message, str), message  # the tests send text frames only
             await ws.send_message(f"echo: {message}")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_defunct
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 from solders.keypair import Keypair
 from x402.extensions.sign_in_with_x import create_siwx_payload, encode_siwx_header
 from x402.extensions.sign_in_with_x.solana import encode_base58
