@@ -24,25 +24,23 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote_to_bytes
 
 from aroutd.errors import Unauthorized
+from aroutd.headers import OWS, Headers
 from aroutd.principal import AuthMethod
 
 __all__ = [
     "Credential",
     "CredentialKind",
-    "Headers",
     "credential_kind",
     "extract_credential",
     "redact_query_key",
     "strip_query_key",
 ]
 
-Headers = Sequence[tuple[bytes, bytes]]
 CredentialKind = Literal["api", "management", "jwt", "unknown"]
 
 MSG_INVALID_AUTH_HEADER = "missing or invalid Authorization header"
@@ -56,7 +54,6 @@ _MGMT_KEY_RE = re.compile(r"lr_mgmt_[0-9a-f]{48}")
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token.
 _BEARER_RE = re.compile(rb"([A-Za-z]+) +([A-Za-z0-9\-._~+/]+=*)")
-_OWS = b" \t"
 
 _WS_KEY_PREFIX = b"openai-insecure-api-key."
 _KEY_HEADERS: tuple[tuple[bytes, AuthMethod], ...] = (
@@ -92,7 +89,7 @@ def _bearer_token(values: list[bytes]) -> bytes | None:
         return None
     tokens = set()
     for raw in values:
-        m = _BEARER_RE.fullmatch(raw.strip(_OWS))
+        m = _BEARER_RE.fullmatch(raw.strip(OWS))
         # The auth-scheme is case-insensitive (RFC 9110 §11.1).
         if m is None or m.group(1).lower() != b"bearer":
             raise Unauthorized(MSG_INVALID_AUTH_HEADER)
@@ -141,7 +138,7 @@ def _subprotocol_keys(values: list[bytes]) -> list[bytes]:
     out = []
     for raw in values:
         for entry in raw.split(b","):
-            entry = entry.strip(_OWS)
+            entry = entry.strip(OWS)
             if entry.startswith(_WS_KEY_PREFIX) and len(entry) > len(_WS_KEY_PREFIX):
                 out.append(entry[len(_WS_KEY_PREFIX) :])
     return out
@@ -170,7 +167,7 @@ def extract_credential(
         found.append(("bearer", token))
     for header, header_method in _KEY_HEADERS:
         for value in by_name.get(header, []):
-            value = value.strip(_OWS)
+            value = value.strip(OWS)
             if value:
                 found.append((header_method, value))
     present, query_values = _query_keys(query)

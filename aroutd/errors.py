@@ -19,6 +19,7 @@ exception's text into it.
         ├── PayloadTooLarge          413 invalid_request_error
         ├── HeaderTooLarge           431 invalid_request_error
         ├── TooManyRequests          429 rate_limit_error
+        ├── InternalError            500 server_error (a fault caught by the barrier)
         ├── NotImplementedCoding     501 server_error
         ├── BadGateway               502 server_error
         ├── ServiceUnavailable       503 server_error
@@ -39,6 +40,7 @@ __all__ = [
     "GatewayTimeout",
     "HTTPError",
     "HeaderTooLarge",
+    "InternalError",
     "MethodNotAllowed",
     "NotFound",
     "NotImplementedCoding",
@@ -152,6 +154,11 @@ class TooManyRequests(HTTPError):
 class HeaderTooLarge(HTTPError):
     status = 431
     type = "invalid_request_error"
+
+
+class InternalError(HTTPError):
+    status = 500
+    type = "server_error"
 
 
 class NotImplementedCoding(HTTPError):

@@ -14,46 +14,31 @@ plus ``Host`` (the upstream's), the upstream's own credential, and the
 ``X-Forwarded-*``, ``X-Request-Id`` and ``X-ARouter-*`` headers.
 
 Client response: the upstream's headers minus hop-by-hop ones, plus our
-``X-Request-Id``. Framing is h11's job on each side.
+``X-Request-Id``. Framing is h11's job on each side; an upstream answer framed
+by both ``Content-Length`` and ``Transfer-Encoding`` loses its length (it was
+read chunked, and is relayed chunked).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from aroutd.config.parse import IPNetwork, UpstreamConfig
+from aroutd.headers import HOP_BY_HOP, OWS, HeaderList, Headers, connection_tokens, first_value
 from aroutd.principal import Principal
 
 __all__ = [
-    "HOP_BY_HOP",
     "client_address",
-    "connection_tokens",
     "peer_is_trusted",
     "request_id_from",
     "response_headers",
     "upstream_request_headers",
 ]
 
-Headers = Sequence[tuple[bytes, bytes]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# RFC 9110 §7.6.1 (plus the de-facto Proxy-Connection and Keep-Alive) and the
-# proxy authentication pair, which is meant for this hop only (RFC 9110 §11.7).
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authorization",
-        b"proxy-authenticate",
-    }
-)
 _CLIENT_CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key"})
 _SET_BY_US = frozenset(
     {
@@ -71,17 +56,6 @@ _FROM_TRUSTED_ONLY = frozenset(
 _RESPONSE_KEEP = frozenset({b"content-length", b"content-type"})
 _WS_KEY_PREFIX = b"openai-insecure-api-key."
 _REQUEST_ID_RE = re.compile(rb"[\x21-\x7e]{1,200}")
-_OWS = b" \t"
-
-
-def connection_tokens(headers: Headers) -> frozenset[bytes]:
-    """The lowercase header names listed in ``Connection`` (RFC 9110 §7.6.1)."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip(_OWS).lower() for t in value.split(b","))
-    tokens.discard(b"")
-    return frozenset(tokens)
 
 
 def _host_header(upstream: UpstreamConfig) -> bytes:
@@ -95,7 +69,7 @@ def _host_header(upstream: UpstreamConfig) -> bytes:
 
 
 def _without_ws_key(value: bytes) -> bytes:
-    entries = [e.strip(_OWS) for e in value.split(b",")]
+    entries = [e.strip(OWS) for e in value.split(b",")]
     return b", ".join(e for e in entries if e and not e.lower().startswith(_WS_KEY_PREFIX))
 
 
@@ -111,7 +85,7 @@ def upstream_request_headers(
     content_length: int | None,
     peer_addr: str | None = None,
     websocket: bool = False,
-) -> list[tuple[bytes, bytes]]:
+) -> HeaderList:
     """The header list of the upstream request (SPEC §6).
 
     ``content_length`` None: no Content-Length; a client body sent chunked is then
@@ -124,13 +98,13 @@ def upstream_request_headers(
     drop |= {upstream.auth_header.lower().encode("ascii")}
     if not peer_trusted:
         drop |= _FROM_TRUSTED_ONLY
-    out: list[tuple[bytes, bytes]] = [(b"host", _host_header(upstream))]
+    out: HeaderList = [(b"host", _host_header(upstream))]
     incoming_xff: list[bytes] = []
     chunked_body = False
     for name, value in client_headers:
         lname = name.lower()
         if lname == b"x-forwarded-for":
-            incoming_xff.append(value.strip(_OWS))
+            incoming_xff.append(value.strip(OWS))
         elif lname == b"transfer-encoding":
             chunked_body = True
         if lname in drop or lname.startswith(b"x-arouter-"):
@@ -166,12 +140,16 @@ def upstream_request_headers(
 
 def response_headers(
     upstream_headers: Headers, *, request_id: str, websocket: bool = False
-) -> list[tuple[bytes, bytes]]:
+) -> HeaderList:
     """The header list relayed to the client, with our ``X-Request-Id`` (SPEC §6).
 
     ``websocket``: for a 101 answer, keep ``Connection: Upgrade``, ``Upgrade: websocket``.
     """
     drop = (HOP_BY_HOP | connection_tokens(upstream_headers) | {b"x-request-id"}) - _RESPONSE_KEEP
+    if first_value(upstream_headers, b"transfer-encoding") is not None:
+        # Framed by both: the body is read chunked (RFC 9112 §6.3), so the length is
+        # not the body's and must not reach the client (SPEC §6).
+        drop |= {b"content-length"}
     out = [(name, value) for name, value in upstream_headers if name.lower() not in drop]
     if websocket:
         out += [(b"connection", b"Upgrade"), (b"upgrade", b"websocket")]

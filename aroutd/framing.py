@@ -17,20 +17,17 @@ stream cannot be trusted.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 from aroutd.errors import BadRequest, HeaderTooLarge, NotImplementedCoding
+from aroutd.headers import OWS, Headers
 
 __all__ = ["check_header_bytes", "check_request_framing"]
-
-Headers = Sequence[tuple[bytes, bytes]]
 
 MSG_FRAMING = "invalid request framing"
 MSG_CODING = "unsupported transfer coding"
 MSG_HEADER_TOO_LARGE = "request header too large"
 
 _DIGITS_RE = re.compile(rb"[0-9]{1,20}")  # h11 refuses more than 20 digits too
-_OWS = b" \t"
 
 
 def check_request_framing(headers: Headers) -> None:
@@ -40,9 +37,9 @@ def check_request_framing(headers: Headers) -> None:
     for name, value in headers:
         lname = name.lower()
         if lname == b"content-length":
-            lengths.update(v.strip(_OWS) for v in value.split(b","))
+            lengths.update(v.strip(OWS) for v in value.split(b","))
         elif lname == b"transfer-encoding":
-            codings.append(value.strip(_OWS).lower())
+            codings.append(value.strip(OWS).lower())
     if lengths and codings:
         raise BadRequest(MSG_FRAMING, close=True)
     if lengths and (len(lengths) != 1 or not _DIGITS_RE.fullmatch(next(iter(lengths)))):

@@ -54,6 +54,8 @@ class Metrics:
     requests: Counter[tuple[int, str]] = field(default_factory=Counter)  # (status, auth method)
     auth_failures: Counter[str] = field(default_factory=Counter)  # reason
     reloads: Counter[str] = field(default_factory=Counter)  # "ok" | "error"
+    # faults caught by a connection's barrier (SPEC §6): "request" | "connection"
+    internal_errors: Counter[str] = field(default_factory=Counter)
     duration: Histogram = field(default_factory=Histogram)
     upstream: Histogram = field(default_factory=Histogram)  # to the upstream's first byte
 
@@ -92,6 +94,13 @@ class Metrics:
         ]
         for result in ("ok", "error"):
             out.append(f'aroutd_reloads_total{{result="{result}"}} {self.reloads[result]}')
+        out += [
+            "# HELP aroutd_internal_errors_total Faults caught by a connection's barrier.",
+            "# TYPE aroutd_internal_errors_total counter",
+        ]
+        for where in ("request", "connection"):
+            n = self.internal_errors[where]
+            out.append(f'aroutd_internal_errors_total{{where="{where}"}} {n}')
         out += [
             "# HELP aroutd_request_duration_seconds Time from request head to last byte.",
             "# TYPE aroutd_request_duration_seconds histogram",

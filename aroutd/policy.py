@@ -35,6 +35,7 @@ Endpoint = Literal["inference", "management", "self", "balance"]
 MSG_MGMT_ON_INFERENCE = "management keys cannot call inference endpoints"
 MSG_NEEDS_MGMT = "this endpoint requires a management key"
 MSG_NEEDS_KEY = "this endpoint requires an API key"
+MSG_MODEL_REQUIRED = "this API key requires a model to be named"
 
 
 def authorize_endpoint(principal: Principal, endpoint: Endpoint) -> None:
@@ -60,15 +61,22 @@ def model_allowed(patterns: tuple[str, ...], canonical_model: str) -> bool:
     )
 
 
-def authorize_model(principal: Principal, provider: str, canonical_model: str | None) -> None:
+def authorize_model(
+    principal: Principal, provider: str, canonical_model: str | None, *, choosable: bool = False
+) -> None:
     """Raise Forbidden unless every scope allows the provider, then the model.
 
-    A request without a model (``GET /v1/models``) is checked on the provider only.
+    A request without a model is checked on the provider only, unless the model
+    could be chosen (``choosable``: it has a body, or is a WebSocket upgrade) and
+    a scope restricts models: then the upstream's default model would be a way
+    around the list, so a model must be named (SPEC §5).
     """
     for scope in principal.scopes:
         if scope.providers and provider not in scope.providers:
             raise Forbidden(f"provider '{provider}' is not allowed for this API key")
     if canonical_model is None:
+        if choosable and any(scope.models for scope in principal.scopes):
+            raise Forbidden(MSG_MODEL_REQUIRED)
         return
     for scope in principal.scopes:
         if not model_allowed(scope.models, canonical_model):

@@ -212,8 +212,8 @@ def _part_name(head: bytes) -> str:
     return names[0]
 
 
-def model_from_multipart(body: bytes, content_type: str) -> str | None:
-    """The ``model`` field of a multipart/form-data body (OpenAI audio uploads).
+def _multipart_model_spans(body: bytes, content_type: str) -> list[tuple[int, int]]:
+    """Where the contents of the ``model`` parts of a multipart/form-data body are.
 
     Parsed strictly (RFC 7578, RFC 2046 §5.1.1: CRLF line ends, no preamble,
     one Content-Disposition per part, a close delimiter): where parsers could
@@ -222,35 +222,48 @@ def model_from_multipart(body: bytes, content_type: str) -> str | None:
     try:
         _, params = _media_params(content_type)
         boundary = params["boundary"].encode("ascii")
-        delimiter = b"--" + boundary
-        if not 1 <= len(boundary) <= 70 or not body.startswith(delimiter):  # RFC 2046 §5.1.1
+        delimiter = b"\r\n--" + boundary
+        if not 1 <= len(boundary) <= 70 or not body.startswith(delimiter[2:]):  # §5.1.1
             raise ValueError("no first delimiter")
-        segments = (b"\r\n" + body).split(b"\r\n" + delimiter)[1:]
-        models = []
-        for n, segment in enumerate(segments):
-            if segment.startswith(b"--"):  # the close delimiter; the rest is epilogue
-                if n != len(segments) - 1:
-                    raise ValueError("parts after the close delimiter")
-                break
-            if not segment.startswith(b"\r\n"):
+        spans: list[tuple[int, int]] = []
+        at = len(delimiter) - 2  # just past the first delimiter
+        while not body.startswith(b"--", at):  # else: the close delimiter; then the epilogue
+            if not body.startswith(b"\r\n", at):
                 raise ValueError("bad delimiter line")
-            head, sep, content = segment.partition(b"\r\n\r\n")
-            if not sep:
-                raise ValueError("part without a header block end")
-            if _part_name(head[2:]) == "model":
-                models.append(content)
-        else:
-            raise ValueError("no close delimiter")
+            end = body.find(delimiter, at)
+            head_end = body.find(b"\r\n\r\n", at, end if end >= 0 else len(body))
+            if end < 0 or head_end < 0:
+                raise ValueError("no close delimiter, or a part without a header block end")
+            if _part_name(body[at + 2 : head_end]) == "model":
+                spans.append((head_end + 4, end))
+            at = end + len(delimiter)
+        if body.find(delimiter, at) >= 0:
+            raise ValueError("parts after the close delimiter")
     except (ValueError, KeyError, UnicodeEncodeError):
         raise BadRequest(MSG_INVALID_MULTIPART) from None
-    if len(models) > 1:
+    if len(spans) > 1:
         raise BadRequest(MSG_DUPLICATE_MODEL)
-    if not models:
+    return spans
+
+
+def model_from_multipart(body: bytes, content_type: str) -> str | None:
+    """The ``model`` field of a multipart/form-data body (OpenAI audio uploads)."""
+    spans = _multipart_model_spans(body, content_type)
+    if not spans:
         return None
+    start, end = spans[0]
     try:
-        return _check_model(models[0].decode("utf-8"))
+        return _check_model(body[start:end].decode("utf-8"))
     except UnicodeDecodeError:
         raise BadRequest(MSG_INVALID_MODEL) from None
+
+
+def _is_multipart(body: bytes, content_type: bytes | str | None) -> str | None:
+    """The content type as text when the body is to be read as multipart/form-data."""
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode("latin-1")
+    mime = (content_type or "").partition(";")[0].strip(" \t").lower()
+    return content_type if body and content_type and mime == "multipart/form-data" else None
 
 
 def request_model(path: str, body: bytes, *, content_type: bytes | str | None = None) -> str | None:
@@ -260,12 +273,10 @@ def request_model(path: str, body: bytes, *, content_type: bytes | str | None = 
     different one is refused, so the policy never checks one model and the
     upstream serves another. Any body that is not multipart/form-data must be JSON.
     """
-    if isinstance(content_type, bytes):
-        content_type = content_type.decode("latin-1")
-    mime = (content_type or "").partition(";")[0].strip(" \t").lower()
+    multipart = _is_multipart(body, content_type)
     from_path = model_from_path(path)
-    if body and content_type and mime == "multipart/form-data":
-        from_body = model_from_multipart(body, content_type)
+    if multipart is not None:
+        from_body = model_from_multipart(body, multipart)
     else:
         from_body = model_from_body(body)
     if from_path is not None and from_body is not None and from_body != from_path:
@@ -348,12 +359,20 @@ def _top_level_model_spans(text: str) -> list[tuple[int, int]]:
             i += 1
 
 
-def rewrite_body_model(body: bytes, new_model: str) -> bytes:
-    """The body with its top-level ``"model"`` value replaced; every other byte kept.
+def rewrite_body_model(
+    body: bytes, new_model: str, *, content_type: bytes | str | None = None
+) -> bytes:
+    """The body with its top-level ``"model"`` value (or its multipart ``model`` field)
+    replaced; every other byte kept.
 
-    A body that is not a JSON object, or has no top-level model, is returned as is.
-    Raises BadRequest ``invalid JSON body`` like :func:`model_from_body`.
+    A body that is not a JSON object, or has no model, is returned as is. Raises
+    BadRequest like :func:`request_model`.
     """
+    multipart = _is_multipart(body, content_type)
+    if multipart is not None:
+        spans = _multipart_model_spans(body, multipart)
+        start, end = spans[0] if spans else (len(body), len(body))
+        return body[:start] + new_model.encode("utf-8") + body[end:] if spans else body
     if not body or not isinstance(_loads(body), dict):
         return body
     text = body.decode("utf-8")  # _loads proved it valid UTF-8 JSON

@@ -204,3 +204,42 @@ def test_principal_for_wallet() -> None:
         scopes=(Scope(providers=("openai",), models=("openai/*",)),),
         method="bearer",
     )
+
+
+@pytest.mark.parametrize(
+    ("scopes", "provider", "message"),
+    [
+        pytest.param(
+            (TENANT_SCOPE, KEY_SCOPE),
+            "openai",
+            "this API key requires a model to be named",
+            id="restricted-models",
+        ),
+        pytest.param(
+            (Scope(providers=("openai",)), Scope(models=("openai/*",))),
+            "openai",
+            "this API key requires a model to be named",
+            id="key-layer-restricts",
+        ),
+        pytest.param(
+            (TENANT_SCOPE, KEY_SCOPE),
+            "google",
+            "provider 'google' is not allowed for this API key",
+            id="provider-still-first",
+        ),
+        pytest.param((Scope(providers=("openai",)),), "openai", None, id="providers-only-ok"),
+        pytest.param((), "openai", None, id="unrestricted-ok"),
+    ],
+)
+def test_a_model_must_be_named_where_one_could_be_chosen(
+    scopes: tuple[Scope, ...], provider: str, message: str | None
+) -> None:
+    principal = Principal(kind="api", tenant="acme", key_id="k", scopes=scopes)
+    if message is None or "requires" in message:
+        authorize_model(principal, provider, None)  # no body: the provider alone decides
+    if message is None:
+        authorize_model(principal, provider, None, choosable=True)
+        return
+    with pytest.raises(Forbidden) as exc:
+        authorize_model(principal, provider, None, choosable=True)
+    assert exc.value.message == message

@@ -624,7 +624,7 @@ def _reference_model(body: bytes) -> str | None:
         return None
     if sum(1 for key, _ in top[-1] if key == "model") > 1:
         return "<duplicate>"
-    return doc.get("model")  # type: ignore[return-value]
+    return doc.get("model")
 
 
 _KEYS = st.sampled_from(["model", "mod\\u0065l", "messages", "x", "\\u006dodel"])
@@ -641,3 +641,40 @@ def test_model_fast_path_agrees_with_the_hooked_parse(pairs: list[tuple[str, str
     except BadRequest as exc:
         got = "<duplicate>" if exc.message == "duplicate model field" else f"<{exc.message}>"
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            _form(MODEL_PART.replace(b"whisper-1", b"openai/whisper-1"), FILE_PART),
+            _form(MODEL_PART, FILE_PART),
+            id="model-first",
+        ),
+        pytest.param(
+            _form(FILE_PART, MODEL_PART.replace(b"whisper-1", b"openai/whisper-1")),
+            _form(FILE_PART, MODEL_PART),
+            id="model-last",
+        ),
+        pytest.param(_form(FILE_PART), _form(FILE_PART), id="no-model-unchanged"),
+    ],
+)
+def test_rewrite_multipart_model(body: bytes, expected: bytes) -> None:
+    # audio uploads on a rewrite_model route: the form field, not a JSON body, is rewritten
+    assert rewrite_body_model(body, "whisper-1", content_type=CT) == expected
+    assert model_from_multipart(expected, CT) in ("whisper-1", None)
+
+
+def test_rewrite_multipart_model_from_httpx() -> None:
+    import httpx
+
+    req = httpx.Request(
+        "POST",
+        "http://proxy/v1/audio/transcriptions",
+        data={"model": "openai/whisper-1"},
+        files={"file": ("a.wav", b"RIFF\r\n\r\n--", "audio/wav")},
+    )
+    ct = req.headers["content-type"]
+    out = rewrite_body_model(req.read(), "whisper-1", content_type=ct)
+    assert request_model(req.url.path, out, content_type=ct) == "whisper-1"
+    assert out.replace(b"whisper-1", b"openai/whisper-1", 1) == req.read()

@@ -13,6 +13,8 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aroutd.auth.walletjwt import WalletTokens, key_id
 from aroutd.errors import ConfigError, Unauthorized
@@ -235,3 +237,43 @@ def test_uncreatable_secret_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="cannot create the JWT secret"):
         load_or_create_secret(tmp_path / "file" / "jwt.secret")
+
+
+def _nest(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(children, max_size=3) | st.dictionaries(
+        st.text(max_size=4), children, max_size=3
+    )
+
+
+def _raw64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(b"[" * 1500 + b"]" * 1500, id="nested-arrays"),
+        pytest.param(b'{"kid":' * 600 + b"1" + b"}" * 600, id="nested-objects"),
+        pytest.param(b'{"alg":"HS256","kid":' + b"[" * 1000 + b"]" * 1000 + b"}", id="nested-kid"),
+    ],
+)
+def test_a_deeply_nested_header_is_a_401_not_a_crash(header: bytes) -> None:
+    # under 4 KB, no credential needed: once a RecursionError that stopped the daemon
+    reject(tokens(), f"{_raw64(header)}.{_raw64(b'{}')}.sig")
+
+
+def test_a_valid_kid_with_a_nested_payload_is_a_401() -> None:
+    t = tokens()
+    kid = jwt.get_unverified_header(t.issue(SUB, NOW))["kid"]
+    head = _b64({"alg": "HS256", "typ": "JWT", "kid": kid})
+    reject(t, f"{head}.{_raw64(b'[' * 1500 + b']' * 1500)}.{_raw64(b'x' * 32)}")
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_verified_or_a_401(token: str) -> None:
+    reject(tokens(), token)
+
+
+@given(st.recursive(st.none() | st.integers() | st.text(max_size=5), _nest, max_leaves=50))
+def test_any_json_header_is_a_401(header: object) -> None:
+    reject(tokens(), f"{_b64(header)}.{_raw64(b'{}')}.c2ln")

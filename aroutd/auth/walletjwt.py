@@ -64,8 +64,8 @@ def _kid_of(token: str) -> str | None:
     head = token.partition(".")[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (ValueError, binascii.Error):  # JSONDecodeError and UnicodeDecodeError included
-        return None
+    except (ValueError, binascii.Error, RecursionError):  # JSONDecodeError, UnicodeDecodeError
+        return None  # RecursionError: a header of deeply nested arrays, under 4 KB
     kid = header.get("kid") if isinstance(header, dict) else None
     return kid if isinstance(kid, str) else None
 
@@ -156,7 +156,8 @@ class WalletTokens:
                 issuer=self._issuer,
                 options=_DECODE_OPTIONS,  # type: ignore[arg-type]
             )
-        except jwt.PyJWTError:
+        except Exception:  # the library's boundary: whatever untrusted bytes make it raise
+            # (PyJWTError, or RecursionError from a nested header) is the same 401
             raise Unauthorized("invalid or expired token") from None
         sub, exp = claims.get("sub"), claims.get("exp")
         if (

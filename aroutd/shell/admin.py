@@ -11,14 +11,14 @@ import h11
 import trio
 
 from aroutd.errors import HTTPError, MethodNotAllowed, NotFound
+from aroutd.headers import JSON_CONTENT_TYPE, HeaderList
 from aroutd.shell.connection import ClientConnection
 from aroutd.shell.handler import ConnInfo
 from aroutd.shell.runtime import Runtime
 
 __all__ = ["handle_admin"]
 
-_JSON = [(b"content-type", b"application/json")]
-_PROMETHEUS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+_PROMETHEUS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]  # HEAD: no body
 
 
 async def handle_admin(
@@ -35,15 +35,13 @@ async def handle_admin(
     return client.can_reuse()
 
 
-def _answer(
-    rt: Runtime, method: bytes, path: bytes
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _answer(rt: Runtime, method: bytes, path: bytes) -> tuple[int, HeaderList, bytes]:
     if path not in (b"/healthz", b"/metrics"):
         raise NotFound("not found")
     if method not in (b"GET", b"HEAD"):
         raise MethodNotAllowed("method not allowed", headers=[("Allow", "GET, HEAD")])
     if path == b"/healthz":
-        return 200, _JSON, b'{"status":"ok"}'
+        return 200, [JSON_CONTENT_TYPE], b'{"status":"ok"}'
     text = rt.metrics.render(
         open_connections=rt.open_connections, keys_loaded=len(rt.keytable.by_digest)
     )

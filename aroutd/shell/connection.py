@@ -10,7 +10,10 @@ Rules kept here:
   that arrives whole in one read (SPEC §12);
 - the body may not exceed ``max_body_bytes`` (Content-Length checked before
   reading, chunked bodies counted as they arrive);
-- ``Expect: 100-continue`` is answered only when the body is actually wanted.
+- ``Expect: 100-continue`` is answered only when the body is actually wanted;
+- the answer to a ``HEAD`` request is the ``GET`` answer's head without its
+  body (RFC 9110 §9.3.2): the response helpers drop the body themselves, so no
+  caller can break h11's framing with one.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ import trio
 
 from aroutd.errors import BadRequest, HeaderTooLarge, HTTPError, PayloadTooLarge, RequestTimeout
 from aroutd.framing import check_header_bytes, check_request_framing
+from aroutd.headers import CONNECTION_CLOSE, JSON_CONTENT_TYPE, HeaderList, Headers
 
 __all__ = ["ClientConnection", "ClientGone"]
 
 RECEIVE_SIZE = 65536
-Headers = list[tuple[bytes, bytes]]
 
 
 class ClientGone(Exception):
@@ -43,6 +46,7 @@ class ClientConnection:
         self._closed = False
         self._probe: socket.socket | None = None  # see peer_gone()
         self._content_length: int | None = None  # of the current request
+        self._head_only = False  # the current request is a HEAD: answers carry no body
         self.stall_timeout_s: float | None = None  # while reading a body: 408 after this silence
 
     # -- receiving -------------------------------------------------------------
@@ -125,6 +129,7 @@ class ClientConnection:
         head_size = len(event.target) + len(event.method) + sum(len(n) + len(v) + 4 for n, v in raw)
         check_header_bytes(head_size, self.max_header_bytes)
         check_request_framing(raw)
+        self._head_only = event.method == b"HEAD"
         # framing.py has made sure there is at most one distinct, numeric value
         self._content_length = next(
             (int(v.split(b",")[0]) for n, v in raw if n.lower() == b"content-length"), None
@@ -190,7 +195,7 @@ class ClientConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise ClientGone() from None
 
-    async def switch_protocols(self, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    async def switch_protocols(self, headers: Headers) -> bytes:
         """Accept an Upgrade with 101; returns the bytes the client already sent past it.
 
         From here on the stream is no longer HTTP: the caller reads and writes it.
@@ -200,6 +205,8 @@ class ClientConnection:
 
     async def send_events(self, events: Sequence[h11.Event]) -> None:
         """Several events (head, body chunks, end) in one write."""
+        if self._head_only:  # an upstream that sends a body anyway: not to the client
+            events = [e for e in events if not isinstance(e, h11.Data)]
         data = b"".join(self.conn.send(e) or b"" for e in events)
         if data:
             try:
@@ -207,30 +214,31 @@ class ClientConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise ClientGone() from None
 
-    async def send_response(
-        self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes
-    ) -> None:
-        """A complete response with a Content-Length body."""
+    async def send_response(self, status: int, headers: Headers, body: bytes) -> None:
+        """A complete response with a Content-Length body (for HEAD: the length, no body)."""
         hdrs = [*headers, (b"content-length", str(len(body)).encode())]
         data = self.conn.send(h11.Response(status_code=status, headers=hdrs))
-        data = (data or b"") + (self.conn.send(h11.Data(data=body)) or b"") if body else data
+        if body and not self._head_only:
+            data = (data or b"") + (self.conn.send(h11.Data(data=body)) or b"")
         data = (data or b"") + (self.conn.send(h11.EndOfMessage()) or b"")
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ClientGone() from None
 
-    async def send_error(
-        self, err: HTTPError, extra_headers: Sequence[tuple[bytes, bytes]] = ()
-    ) -> None:
+    def response_started(self) -> bool:
+        """True once any byte of this request's answer has been sent."""
+        return self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE)
+
+    async def send_error(self, err: HTTPError, extra_headers: Headers = ()) -> None:
         """The JSON error envelope (SPEC §13), when a response can still be started."""
-        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if self.response_started():
             return
-        headers: Headers = [(b"content-type", b"application/json")]
+        headers: HeaderList = [JSON_CONTENT_TYPE]
         headers += [(k.encode(), v.encode()) for k, v in err.headers]
         headers += list(extra_headers)
-        if err.close:
-            headers.append((b"connection", b"close"))
+        if err.close and CONNECTION_CLOSE not in headers:
+            headers.append(CONNECTION_CLOSE)
         try:
             await self.send_response(err.status, headers, err.body())
         except h11.LocalProtocolError:
@@ -274,9 +282,11 @@ class ClientConnection:
 
 _REASONS = {
     400: "Bad Request",
+    405: "Method Not Allowed",
     408: "Request Timeout",
     413: "Content Too Large",
     431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
     501: "Not Implemented",
 }
 

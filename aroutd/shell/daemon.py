@@ -37,8 +37,9 @@ from aroutd.store.sqlite import SqliteStore
 
 __all__ = ["Bound", "reload_keys", "run", "serve"]
 
-ACCEPT_ERROR_PAUSE_S = 0.1
-RELOAD_SWITCH_INTERVAL_S = 0.0005  # EMFILE and friends: breathe instead of spinning
+ACCEPT_ERROR_PAUSE_S = 0.1  # EMFILE and friends: breathe instead of spinning
+ADMIN_MAX_CONNECTIONS = 64  # the admin listener's own limit (operators and scrapers)
+RELOAD_SWITCH_INTERVAL_S = 0.0005  # the GIL switch interval while a reload parses
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,10 @@ async def _accept_loop(
     handle: Handler = handle_request,
     tls: ssl.SSLContext | None = None,
 ) -> None:
-    limit = rt.config.server.max_connections
+    # Admin connections have a small limit of their own: /healthz must answer exactly
+    # when the API's max_connections is reached, and they are not the API's gauge.
+    api = handle is handle_request
+    limit = rt.config.server.max_connections if api else ADMIN_MAX_CONNECTIONS
     while True:
         try:
             stream = await listener.accept()
@@ -82,7 +86,7 @@ async def _accept_loop(
             logsink.event("accept_error", errno=exc.errno)
             await trio.sleep(ACCEPT_ERROR_PAUSE_S)
             continue
-        if rt.open_connections >= limit:
+        if (rt.open_connections if api else rt.admin_connections) >= limit:
             # SPEC §2 max_connections: beyond it, close at accept
             await trio.aclose_forcefully(stream)
             continue
@@ -91,7 +95,10 @@ async def _accept_loop(
         except OSError:
             await trio.aclose_forcefully(stream)
             continue
-        rt.open_connections += 1
+        if api:
+            rt.open_connections += 1
+        else:
+            rt.admin_connections += 1
         handlers.start_soon(_serve_one, rt, stream, str(peer[0]), handle, tls)
 
 
@@ -117,7 +124,10 @@ async def _serve_one(
         proto = "http" if tls is None else "https"
         await serve_connection(rt, client, ConnInfo(peer_ip=peer_ip, proto=proto), handle)
     finally:
-        rt.open_connections -= 1
+        if handle is handle_request:
+            rt.open_connections -= 1
+        else:
+            rt.admin_connections -= 1
 
 
 async def _proxied_peer(rt: Runtime, stream: trio.SocketStream, peer_ip: str) -> str | None:
@@ -151,7 +161,8 @@ async def reload_keys(rt: Runtime) -> bool:
     # triggered by them would walk the growing heap while holding the GIL.
     gc.disable()
     try:
-        table = await trio.to_thread.run_sync(load_keytable, path)
+        # abandon_on_cancel: a SIGTERM during a reload must not wait for the parser
+        table = await trio.to_thread.run_sync(load_keytable, path, abandon_on_cancel=True)
     except ConfigError as exc:
         rt.metrics.reloads["error"] += 1
         logsink.event("reload", result="error", problems=list(exc.problems))
@@ -172,7 +183,7 @@ async def reload_keys(rt: Runtime) -> bool:
     notify("READY=1", f"STATUS=serving {len(table.by_digest)} keys")
     # Freed in a worker thread, a batch at a time: dropping a million rows here
     # at once would stall the event loop for a quarter second.
-    await trio.to_thread.run_sync(old.dispose)
+    await trio.to_thread.run_sync(old.dispose, abandon_on_cancel=True)
     return True
 
 

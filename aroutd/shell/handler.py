@@ -1,14 +1,18 @@
 """One request, from its head to the last byte of its answer.
 
-The order is the contract's (SPEC §4-§6), and each step is a pure function
-from the core; this module only sequences them and does the I/O:
+The order is the contract's (SPEC §4-§6), and each decision is a pure step of
+the core (:mod:`aroutd.admission`); this module only sequences them and does
+the I/O between them:
 
-    head ─ built-in? ─ protected? ─ held back (429)? ─ credential ─ principal
-         ─ endpoint kind ─ body (≤ max_body_bytes) ─ model ─ route + scope
-         ─ upstream head ─ pooled upstream request ─ relay, chunk by chunk
+    admit_head (405, 400, 404) ─ built-in? ─ held back (429)? ─ credential
+      ─ principal ─ endpoint kind ─ body (≤ max_body_bytes)
+      ─ plan_forward (model, provider, upstream, scope) ─ upstream head ─ relay
 
-While the answer is relayed, the client's side of the socket is watched: a
-client that goes away cancels its upstream request at once (SPEC §6).
+Each request is also a fault barrier (SPEC §6): an exception that is not one
+of our HTTP errors is answered 500 ``internal error`` when nothing was sent yet,
+or cuts the connection when the answer had begun; it is logged once with the
+request id and where it was raised (never its text, which could hold request
+bytes), and counted in ``/metrics``. ``Cancelled`` is never caught.
 """
 
 from __future__ import annotations
@@ -17,51 +21,40 @@ import itertools
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+import traceback
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl
 
 import h11
 import trio
 
 from aroutd.accesslog import AccessRecord
+from aroutd.admission import admit_head, plan_forward
 from aroutd.auth.signin import sign_in
-from aroutd.credentials import extract_credential, redact_query_key, strip_query_key
+from aroutd.credentials import extract_credential, redact_query_key
 from aroutd.errors import (
-    BadGateway,
     BadRequest,
     HTTPError,
+    InternalError,
     MethodNotAllowed,
     NotFound,
     TooManyRequests,
     Unauthorized,
 )
-from aroutd.forwarding import (
-    client_address,
-    request_id_from,
-    response_headers,
-    upstream_request_headers,
-)
-from aroutd.policy import (
-    Endpoint,
-    authorize_endpoint,
-    authorize_model,
-    principal_for_wallet,
-)
+from aroutd.forwarding import client_address, request_id_from, upstream_request_headers
+from aroutd.headers import CONNECTION_CLOSE, JSON_CONTENT_TYPE, Headers, first_value, values_of
+from aroutd.policy import authorize_endpoint, principal_for_wallet
 from aroutd.principal import Principal
-from aroutd.routing import match_route, request_model, resolve, rewrite_body_model
 from aroutd.shell import logsink
 from aroutd.shell.connection import ClientConnection, ClientGone
+from aroutd.shell.relay import Cut, Outbound, relay
 from aroutd.shell.runtime import Runtime
-from aroutd.shell.upstream import Abandoned, UpstreamBroken, UpstreamPool
-from aroutd.shell.websocket import is_upgrade, relay_upgrade
 
-__all__ = ["ConnInfo", "handle_request"]
+__all__ = ["ConnInfo", "handle_request", "log_fault"]
 
-PROTECTED_PREFIXES = (b"/v1/", b"/v1beta/", b"/api/v1/")
-JSON_HEADERS = [(b"content-type", b"application/json")]
 DISCARD_LIMIT_BYTES = 65536  # a refused request's body smaller than this is read so the
 # connection can be kept; a larger one closes the connection instead
+MSG_INTERNAL = "internal error"
 
 
 # Request ids need to be unique, not secret: a random per-process prefix and a
@@ -80,10 +73,6 @@ class ConnInfo:
     proto: str  # "http" | "https": what the client used to reach us
 
 
-class _Cut(Exception):
-    """The response was started and cannot be finished: close the connection."""
-
-
 async def handle_request(
     rt: Runtime, client: ClientConnection, req: h11.Request, info: ConnInfo
 ) -> bool:
@@ -91,22 +80,24 @@ async def handle_request(
     started = time.perf_counter()
     rec = AccessRecord(time=time.time(), method=req.method.decode("ascii", "replace"))
     rec.path = redact_query_key(req.target)
-    headers = list(req.headers)  # names lowercased by h11
-    rid = request_id_from(headers) or _new_request_id()
+    rid = request_id_from(req.headers) or _new_request_id()
     rec.request_id = rid
-    rid_header = (b"x-request-id", rid.encode())
     keep = True
     try:
-        await _dispatch(rt, client, req, headers, info, rid, rec)
+        await _dispatch(rt, client, req, info, rec)
     except HTTPError as err:
-        rec.status, rec.error = err.status, err.message
-        extra = [rid_header]
-        keep = not (err.close or rt.draining.is_set()) and await _finish_body(rt, client)
-        if not keep:
-            extra.append((b"connection", b"close"))
-        await client.send_error(err, extra)
-    except _Cut:
+        keep = await _answer_error(rt, client, rec, err)
+    except Cut:
         keep = False
+    except ClientGone:
+        raise
+    except Exception as exc:  # the fault barrier: never Cancelled, which is a BaseException
+        log_fault(rt, "request", exc, request_id=rid)
+        rec.error = MSG_INTERNAL
+        if client.response_started():
+            keep = False  # cut: the client sees an error, never a truncated success
+        else:
+            keep = await _answer_error(rt, client, rec, InternalError(MSG_INTERNAL, close=True))
     else:
         # answered without reading the body (e.g. /healthz): read what is left
         keep = await _finish_body(rt, client)
@@ -127,6 +118,30 @@ async def handle_request(
     return keep and client.can_reuse()
 
 
+def log_fault(rt: Runtime, where: str, exc: Exception, *, request_id: str | None = None) -> None:
+    """One log line and one count for a fault a barrier caught: the exception's type and
+    the line that raised it, never its message (it could quote request bytes)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    at = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    rt.metrics.internal_errors[where] += 1
+    logsink.event(
+        "internal_error", where=where, request_id=request_id, error=type(exc).__name__, at=at
+    )
+
+
+async def _answer_error(
+    rt: Runtime, client: ClientConnection, rec: AccessRecord, err: HTTPError
+) -> bool:
+    """Send our error; True when the connection can be kept."""
+    rec.status, rec.error = err.status, err.message
+    extra = [(b"x-request-id", rec.request_id.encode())]
+    keep = not (err.close or rt.draining.is_set()) and await _finish_body(rt, client)
+    if not keep:
+        extra.append(CONNECTION_CLOSE)
+    await client.send_error(err, extra)
+    return keep
+
+
 async def _finish_body(rt: Runtime, client: ClientConnection) -> bool:
     """Read and drop the rest of a small unread body; False when the connection can't be reused."""
     if not client.body_pending():
@@ -137,64 +152,43 @@ async def _finish_body(rt: Runtime, client: ClientConnection) -> bool:
 
 
 async def _dispatch(
-    rt: Runtime,
-    client: ClientConnection,
-    req: h11.Request,
-    headers: list[tuple[bytes, bytes]],
-    info: ConnInfo,
-    rid: str,
-    rec: AccessRecord,
+    rt: Runtime, client: ClientConnection, req: h11.Request, info: ConnInfo, rec: AccessRecord
 ) -> None:
     cfg = rt.config
-    raw_path, _, query = req.target.partition(b"?")
-    if raw_path == b"/healthz":
-        await _send_json(client, rt, rec, rid, 200, {"status": "ok"})
+    headers = req.headers
+    head = admit_head(req.method, req.target, headers, cfg.routes)
+    if head.kind == "healthz":
+        await _send_json(client, rt, rec, 200, {"status": "ok"})
         return
-    if raw_path == b"/v1/x402/auth":
-        await _wallet_sign_in(rt, client, req, headers, rid, rec)
+    if head.kind == "signin":
+        await _wallet_sign_in(rt, client, req, rec)
         return
-    path = raw_path.decode("ascii", "replace")
-    route = match_route(cfg.routes, path)
-    builtin = _builtin_kind(raw_path)
-    if route is None and builtin is None and not raw_path.startswith(PROTECTED_PREFIXES):
-        raise NotFound("not found")
-
     client_ip, peer_trusted = _client_address(rt, info, headers)
     rec.client = client_ip
-    upgrade = is_upgrade(req.method, headers)
-    principal = _authenticate(rt, headers, query, client_ip, rec, websocket=upgrade)
-    if builtin is not None:
-        authorize_endpoint(principal, builtin)
+    principal = _authenticate(rt, headers, head.target.query, client_ip, rec, head.upgrade)
+    authorize_endpoint(principal, head.kind)
+    if head.kind != "inference" or head.route is None:
         # The management API, /v1/key and /api/v1/balance come with the state
         # store's keys and usage; until then these paths are not served.
         raise NotFound("not found")
-    authorize_endpoint(principal, "inference")
-    if route is None:
-        raise NotFound("not found")
-    if upgrade:  # a WebSocket handshake (OpenAI Realtime): the model is the query's
-        body = b""
-        model = _query_model(query)
-    else:
-        body = await client.read_body(
-            cfg.server.max_body_bytes, stall_timeout_s=cfg.server.body_timeout_s
-        )
-        rec.bytes_in = len(body)
-        content_type = next((v for n, v in headers if n == b"content-type"), None)
-        model = request_model(
-            resolve(route, path, None, rt.providers).upstream_path, body, content_type=content_type
-        )
-    match = resolve(route, path, model, rt.providers)
+    body = await client.read_body(
+        0 if head.upgrade else cfg.server.max_body_bytes,
+        stall_timeout_s=cfg.server.body_timeout_s,
+    )
+    rec.bytes_in = len(body)
+    plan = plan_forward(
+        head,
+        head.route,
+        principal,
+        body,
+        content_type=first_value(headers, b"content-type"),
+        providers=rt.providers,
+        upstreams=cfg.upstreams,
+    )
+    match = plan.match
     rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
-    authorize_model(principal, match.provider, match.canonical_model)
-    if match.forward_model is not None:
-        body = rewrite_body_model(body, match.forward_model)
-
     pool = rt.pools[match.upstream]
-    target = (pool.config.base_path + match.upstream_path).encode()
-    stripped = strip_query_key(query)
-    if stripped:
-        target += b"?" + stripped
-    has_body = not upgrade and (body or req.method not in (b"GET", b"HEAD"))
+    has_body = not head.upgrade and bool(plan.body or req.method not in (b"GET", b"HEAD"))
     up_headers = upstream_request_headers(
         headers,
         upstream=pool.config,
@@ -203,37 +197,15 @@ async def _dispatch(
         peer_trusted=peer_trusted,
         peer_addr=info.peer_ip,
         proto=info.proto,
-        request_id=rid,
-        content_length=len(body) if has_body else None,
-        websocket=upgrade,
+        request_id=rec.request_id,
+        content_length=len(plan.body) if has_body else None,
+        websocket=head.upgrade,
     )
-    if upgrade:
-        rec.status = await relay_upgrade(client, pool, target, up_headers, rid)
-    else:
-        await _relay(rt, client, _Outbound(pool, req.method, target, up_headers, body), rid, rec)
+    out = Outbound(pool, req.method, plan.target, up_headers, plan.body, upgrade=head.upgrade)
+    await relay(client, out, rec.request_id, rec, closing=rt.draining.is_set())
 
 
-def _query_model(query: bytes) -> str | None:
-    values = [v for k, v in parse_qsl(query.decode("latin-1")) if k == "model"]
-    if len(set(values)) > 1:
-        raise BadRequest("duplicate model field")
-    return values[0] if values and values[0] else None
-
-
-def _builtin_kind(raw_path: bytes) -> Endpoint | None:
-    """The endpoint kind of a built-in path under /v1 or /api/v1 (SPEC §2, §7)."""
-    if raw_path == b"/api/v1/keys" or raw_path.startswith(b"/api/v1/keys/"):
-        return "management"
-    if raw_path in (b"/v1/key", b"/api/v1/key"):
-        return "self"
-    if raw_path == b"/api/v1/balance":
-        return "balance"
-    return None
-
-
-def _client_address(
-    rt: Runtime, info: ConnInfo, headers: list[tuple[bytes, bytes]]
-) -> tuple[str, bool]:
+def _client_address(rt: Runtime, info: ConnInfo, headers: Headers) -> tuple[str, bool]:
     trusted = rt.config.server.trusted_proxies
     if not trusted:
         return info.peer_ip, False
@@ -241,13 +213,7 @@ def _client_address(
 
 
 def _authenticate(
-    rt: Runtime,
-    headers: list[tuple[bytes, bytes]],
-    query: bytes,
-    client_ip: str,
-    rec: AccessRecord,
-    *,
-    websocket: bool = False,
+    rt: Runtime, headers: Headers, query: bytes, client_ip: str, rec: AccessRecord, websocket: bool
 ) -> Principal:
     """The principal of this request, or the 401/429 to answer (SPEC §4, §12)."""
     mono = time.monotonic()
@@ -266,9 +232,7 @@ def _authenticate(
     return principal
 
 
-def _principal(
-    rt: Runtime, headers: list[tuple[bytes, bytes]], query: bytes, websocket: bool
-) -> Principal:
+def _principal(rt: Runtime, headers: Headers, query: bytes, websocket: bool) -> Principal:
     cred = extract_credential(
         headers, query, allow_query_key=rt.config.server.allow_query_key, websocket=websocket
     )
@@ -287,18 +251,13 @@ def _principal(
 
 
 async def _wallet_sign_in(
-    rt: Runtime,
-    client: ClientConnection,
-    req: h11.Request,
-    headers: list[tuple[bytes, bytes]],
-    rid: str,
-    rec: AccessRecord,
+    rt: Runtime, client: ClientConnection, req: h11.Request, rec: AccessRecord
 ) -> None:
     if rt.tokens is None or rt.signin is None:
         raise NotFound("not found")
     if req.method != b"POST":
         raise MethodNotAllowed("method not allowed", headers=[("Allow", "POST")])
-    values = [v for n, v in headers if n == b"sign-in-with-x"]
+    values = values_of(req.headers, b"sign-in-with-x")
     if len(values) != 1:
         raise BadRequest("missing or invalid SIGN-IN-WITH-X header")
     # The SDKs send no body; one that comes is read and ignored (bounded).
@@ -310,67 +269,15 @@ async def _wallet_sign_in(
         )
     )
     rec.wallet = answer.get("tenant_id")
-    await _send_json(client, rt, rec, rid, 200, answer)
+    await _send_json(client, rt, rec, 200, answer)
 
 
 async def _send_json(
-    client: ClientConnection, rt: Runtime, rec: AccessRecord, rid: str, status: int, obj: object
+    client: ClientConnection, rt: Runtime, rec: AccessRecord, status: int, obj: object
 ) -> None:
     body = json.dumps(obj, separators=(",", ":")).encode()
-    headers = [*JSON_HEADERS, (b"x-request-id", rid.encode())]
+    headers = [JSON_CONTENT_TYPE, (b"x-request-id", rec.request_id.encode())]
     if rt.draining.is_set():
-        headers.append((b"connection", b"close"))
+        headers.append(CONNECTION_CLOSE)
     await client.send_response(status, headers, body)
     rec.status, rec.bytes_out = status, len(body)
-
-
-@dataclass(frozen=True, slots=True)
-class _Outbound:
-    """The request as it goes upstream."""
-
-    pool: UpstreamPool
-    method: bytes
-    target: bytes
-    headers: list[tuple[bytes, bytes]]
-    body: bytes = field(repr=False)
-
-
-async def _relay(
-    rt: Runtime, client: ClientConnection, out: _Outbound, rid: str, rec: AccessRecord
-) -> None:
-    """Send the request upstream and relay the answer as it arrives (SPEC §6).
-
-    Before the head is relayed, failures are our JSON errors (502/504). After
-    it, the client's response is cut off (no final chunk) so it sees an error,
-    never a truncated success.
-    """
-    t0 = time.perf_counter()
-    try:
-        async with out.pool.request(
-            out.method, out.target, out.headers, out.body, abandoned=client.peer_gone
-        ) as resp:
-            head = response_headers(resp.headers, request_id=rid)
-            if rt.draining.is_set():
-                head.append((b"connection", b"close"))
-            rec.status = resp.status
-            events: list[h11.Event] = [h11.Response(status_code=resp.status, headers=head)]
-            try:
-                async for chunks, ended in resp.iter_batches():
-                    events += [h11.Data(data=c) for c in chunks if c]
-                    if ended:
-                        events.append(h11.EndOfMessage())
-                    if events:
-                        await client.send_events(events)
-                    if rec.ttfb_ms is None:
-                        rec.ttfb_ms = round((time.perf_counter() - t0) * 1000, 3)
-                    rec.bytes_out += sum(len(c) for c in chunks)
-                    events = []
-            except UpstreamBroken:
-                rec.error = "upstream broke mid-response"
-                if rec.ttfb_ms is None:  # nothing sent yet: the answer can still be ours
-                    raise BadGateway("upstream request failed") from None
-                raise _Cut() from None
-    except (ClientGone, Abandoned):
-        # the client left: the upstream request is given up (closed) at once
-        rec.error = "client gone"
-        raise _Cut() from None

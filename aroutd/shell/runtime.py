@@ -47,7 +47,8 @@ class Runtime:
     # emptied whenever rt.keytable is replaced, so a reload takes effect at once
     _key_cache: dict[tuple[bytes, str], tuple[KeyEntry, Principal]] = field(default_factory=dict)
     _cached_table: KeyTable | None = None
-    open_connections: int = 0
+    open_connections: int = 0  # API connections (max_connections, the /metrics gauge)
+    admin_connections: int = 0  # admin listener connections, limited on their own
     metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod

@@ -12,6 +12,10 @@ cancel scopes owned here (SPEC §2):
 
 On drain (SIGTERM) an idle connection closes at once and a busy one closes
 after its current response.
+
+This loop is the connection's outer fault barrier (SPEC §6): a fault outside
+any one request (the handler has its own) is logged, counted and ends this
+connection only; it never reaches the daemon's nursery. ``Cancelled`` passes.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import trio
 from aroutd.errors import BadRequest, HTTPError, RequestTimeout
 from aroutd.proxyproto import MAX_V2_BYTES, ProxyHeader, parse_proxy_header
 from aroutd.shell.connection import ClientConnection, ClientGone
-from aroutd.shell.handler import ConnInfo, handle_request
+from aroutd.shell.handler import ConnInfo, handle_request, log_fault
 from aroutd.shell.runtime import Runtime
 
 __all__ = ["Handler", "read_proxy_header", "serve_connection"]
@@ -68,6 +72,8 @@ async def serve_connection(
             client.start_next_cycle()
     except ClientGone:
         return
+    except Exception as exc:  # never Cancelled, a BaseException
+        log_fault(rt, "connection", exc)
     finally:
         await client.aclose()
 

@@ -2,9 +2,21 @@
 
 One :class:`UpstreamPool` per ``[upstreams.NAME]``: idle keep-alive connections
 are kept up to ``pool_size``; https uses the system trust store plus
-``ca_file``. The request body is always in hand (server.py buffers it to find
+``ca_file``. The request body is always in hand (the handler buffers it to find
 the model), so a pooled connection that fails before any response byte is
 retried once on a fresh connection, as SPEC §6 allows.
+
+A connection goes back to the pool only when it is provably clean: its answer
+was read to the end, both sides agree to keep it, and not one byte more is
+buffered or waiting in the socket (an upstream that sends more than its
+Content-Length, a body after a 204, anything after the last chunk, would
+otherwise hand its stray bytes to the next request, another tenant's). A pooled
+connection that became readable while idle (stray bytes, or the upstream
+closing it) is closed instead of used.
+
+A WebSocket handshake (``upgrade=True``) takes a fresh connection of its own
+and the same head reading and error mapping; on a 101 the caller takes the
+stream over with :meth:`UpstreamResponse.switch`.
 
 Foreign exceptions (OSError, trio's, h11's) are mapped here, at this one
 boundary, to :class:`UpstreamFailed` (502) and :class:`UpstreamTimeout` (504);
@@ -14,6 +26,7 @@ client's response instead of finishing it.
 
 from __future__ import annotations
 
+import select
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -24,19 +37,18 @@ import trio
 
 from aroutd.config.parse import UpstreamConfig
 from aroutd.errors import BadGateway, GatewayTimeout
+from aroutd.headers import HeaderList
 
 __all__ = [
     "ABANDON_POLL_S",
     "Abandon",
     "Abandoned",
     "UpstreamBroken",
-    "UpstreamConnection",
     "UpstreamPool",
     "UpstreamResponse",
 ]
 
 RECEIVE_SIZE = 65536
-Headers = list[tuple[bytes, bytes]]
 
 
 class UpstreamBroken(Exception):
@@ -75,14 +87,33 @@ class _Conn:
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await trio.aclose_forcefully(self.stream)
 
+    def clean(self) -> bool:
+        """Nothing buffered past the answer and nothing waiting in the socket (no stray
+        bytes, no EOF): only then may the next request use this connection."""
+        if self.h11.trailing_data != (b"", False):
+            return False
+        raw = self._raw_socket()
+        if raw is None:
+            return True
+        poller = select.poll()
+        poller.register(raw.fileno(), select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)
 
-UpstreamConnection = _Conn  # for callers that take a connection of their own
+    def _raw_socket(self) -> trio.socket.SocketType | None:
+        if self.sock is not None:
+            return self.sock
+        stream = self.stream
+        if isinstance(stream, trio.SSLStream):
+            transport = stream.transport_stream
+            if isinstance(transport, trio.SocketStream):
+                return transport.socket
+        return None
 
 
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int
-    headers: Headers
+    headers: HeaderList
     _conn: _Conn
     _pool: UpstreamPool
     _abandoned: Abandon | None = None
@@ -106,6 +137,11 @@ class UpstreamResponse:
                 return chunks, False
             else:
                 raise UpstreamBroken()
+
+    def switch(self) -> tuple[trio.abc.Stream, bytes]:
+        """After a 101: the raw stream and the bytes the upstream sent past its head."""
+        assert self.status == 101
+        return self._conn.stream, bytes(self._conn.h11.trailing_data[0])
 
     async def iter_batches(self) -> AsyncIterator[tuple[list[bytes], bool]]:
         """The body as it arrives, in batches of what one read brought: (chunks, ended).
@@ -200,10 +236,6 @@ class UpstreamPool:
             else f"{_host_literal(config.host)}:{config.port}"
         ).encode()
 
-    async def connect(self) -> UpstreamConnection:
-        """A fresh connection of its own, outside the pool (WebSocket upgrades); 502 on failure."""
-        return await self._connect()
-
     async def _connect(self) -> _Conn:
         cfg = self.config
         try:
@@ -224,10 +256,11 @@ class UpstreamPool:
         conn: _Conn,
         method: bytes,
         target: bytes,
-        headers: Headers,
+        headers: HeaderList,
         body: bytes,
         abandoned: Abandon | None,
-    ) -> h11.Response:
+        upgrade: bool,
+    ) -> h11.Response | h11.InformationalResponse:
         try:
             data = conn.h11.send(h11.Request(method=method, target=target, headers=headers))
             data = (data or b"") + (conn.h11.send(h11.Data(data=body)) or b"") if body else data
@@ -241,6 +274,11 @@ class UpstreamPool:
                 return event
             if not isinstance(event, h11.InformationalResponse):
                 raise _Failure()
+            if event.status_code == 101:
+                if upgrade:
+                    return event
+                raise _Failure()  # switching protocols nobody asked for
+            # other 1xx (100, 103): informational only, the answer is still to come
 
     @asynccontextmanager
     async def request(
@@ -251,23 +289,28 @@ class UpstreamPool:
         body: bytes,
         *,
         abandoned: Abandon | None = None,
+        upgrade: bool = False,
     ) -> AsyncIterator[UpstreamResponse]:
         """Send one request; yield the response with its body to iterate.
 
         ``abandoned``: asked while waiting for the upstream; when it returns
         True (the client left) the request is given up with Abandoned.
+        ``upgrade``: a WebSocket handshake, on a fresh connection; a 101 is
+        yielded as the response (see :meth:`UpstreamResponse.switch`).
 
-        The connection goes back to the pool only when the body was read to its
-        end and both sides agree to keep it alive; otherwise it is closed.
+        The connection goes back to the pool only when it is clean (see the
+        module docstring); otherwise it is closed.
         """
         hdrs = list(headers)
         conn: _Conn | None = None
-        head: h11.Response | None = None
+        head: h11.Response | h11.InformationalResponse | None = None
         for attempt in (0, 1):
-            pooled = bool(self._idle) and attempt == 0
+            pooled = attempt == 0 and not upgrade and await self._take_idle()
             conn = self._idle.pop() if pooled else await self._connect()
             try:
-                head = await self._send_request(conn, method, target, hdrs, body, abandoned)
+                head = await self._send_request(
+                    conn, method, target, hdrs, body, abandoned, upgrade
+                )
                 break
             except trio.TooSlowError:
                 await conn.aclose()
@@ -293,14 +336,25 @@ class UpstreamPool:
             if not self._keep(resp):
                 await conn.aclose()
 
+    async def _take_idle(self) -> bool:
+        """True when an idle connection is ready on top of the pool; the unclean ones met
+        on the way (readable while idle: stray bytes or a close) are closed."""
+        while self._idle:
+            if self._idle[-1].clean():
+                return True
+            await self._idle.pop().aclose()
+        return False
+
     def _keep(self, resp: UpstreamResponse) -> bool:
-        """Back to the pool when the body was read to its end and both sides agree."""
+        """Back to the pool when the body was read to its end, both sides agree, and the
+        connection is clean."""
         conn = resp._conn
         if (
             resp._done
             and conn.h11.our_state is h11.DONE
             and conn.h11.their_state is h11.DONE
             and len(self._idle) < self.config.pool_size
+            and conn.clean()
         ):
             conn.h11.start_next_cycle()
             self._idle.append(conn)
