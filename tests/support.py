@@ -112,6 +112,8 @@ class FakeUpstream:
         path = rec.target.split(b"?")[0]
 
         async def send(*events: h11.Event) -> None:
+            if rec.method == b"HEAD":  # the GET answer's head, no body (RFC 9110 §9.3.2)
+                events = tuple(e for e in events if not isinstance(e, h11.Data))
             data = b"".join(conn.send(e) or b"" for e in events)
             await stream.send_all(data)
 
@@ -313,6 +315,7 @@ async def daemon(
     upstream_tls: bool = False,
     trust_upstream: bool = True,
     upstream_port: int | None = None,
+    keys: Keys | None = None,
     **server: Any,
 ) -> AsyncIterator[Harness]:
     """A fake upstream and the real daemon, both in this trio run, on loopback.
@@ -320,7 +323,7 @@ async def daemon(
     ``upstream_tls``: the fake upstream speaks TLS with a trustme certificate and
     the daemon trusts its CA through ``ca_file`` (another CA with ``trust_upstream=False``).
     ``upstream_port``: send the daemon's upstream traffic there instead of to the
-    fake (which still runs, and should then see nothing).
+    fake (which still runs, and should then see nothing). ``keys``: another key table.
     """
     async with trio.open_nursery() as nursery:
         fake = FakeUpstream()
@@ -333,7 +336,7 @@ async def daemon(
             trusted = ca if trust_upstream else trustme.CA()
             trusted.cert_pem.write_to_path(str(ca_file))
         await nursery.start(fake.serve)
-        keys = Keys()
+        keys = keys if keys is not None else Keys()
         port = fake.port if upstream_port is None else upstream_port
         cfg = make_config(tmp, port, keys, ca_file=ca_file, **server)
         bound: Bound = await nursery.start(serve, cfg)
