@@ -141,3 +141,18 @@ def test_serving_goes_on_during_a_million_key_reload(d: Daemon) -> None:
     # none of them waiting more than a fraction of a second
     assert len(latencies) >= 20
     assert latencies[-1] < 1.0
+
+
+def test_sigterm_during_a_reload_does_not_wait_for_the_parser(d: Daemon) -> None:
+    # 300,000 keys take seconds to parse; SIGTERM must not wait for that thread
+    table = d.config.parent / "keys.toml"
+    table.write_text(_million_key_table(d.keys, 300_000))
+    assert _get(d, d.keys.api) == 200
+    d.proc.popen.send_signal(signal.SIGHUP)
+    time.sleep(0.3)  # the parser thread is under way
+    sent = time.monotonic()
+    d.proc.popen.send_signal(signal.SIGTERM)
+    assert d.proc.popen.wait(15) == 0
+    took = time.monotonic() - sent
+    assert d.proc.events("reload") == []  # stopped before the parse could finish
+    assert took < 1.0, f"exit took {took:.2f} s after SIGTERM"
