@@ -1,38 +1,48 @@
 """aroutd: the authenticating edge for LLM API traffic (trio + h11).
 
-Pure core (no I/O, no trio; values in, values out):
+The folders say which code may do I/O (tests/test_architecture.py checks it):
+the pure core at the package root and in its capability subpackages takes
+values (file contents, ``now``) and returns values or raises our errors;
+``shell/`` holds every socket, file, clock, signal and thread; ``mock/`` is the
+bundled fake upstream, which the shell never imports.
+
+Pure core, at the root:
     errors        the one exception tree (status, type, public message)
-    config        SPEC §2 config parsed into frozen values; tomlpos: line numbers for errors
-    config_values the SPEC §2 config dataclasses with their defaults
-    expand        ${VAR} and ${file:PATH} in config strings; paths against the config folder
-    tomlscan      one scan of a TOML text for the line of every key and table header
-    keytable      SPEC §3 key table indexed by SHA-256; keys: key making, hashing, `check`
-    keytable_fast the key table's fast path: [[keys]] tables read without tomllib
+    headers       header lists: lookups, comma lists, hop-by-hop and the shared constants
+    target        SPEC §6 the request target normalized once (RFC 3986 §6.2.2), or 400
+    admission     SPEC §4-§6 admit_head (405/400/404) and plan_forward (model, scope, target)
     principal     who a request is from, with its scopes
     credentials   SPEC §4 credential sources and kinds
-    routing       routes, the request's model, provider and upstream
+    routing       routes, the request's model (JSON, multipart, Gemini path), provider
     policy        SPEC §5 endpoint and model rules; principals from keys and wallets
     forwarding    SPEC §6 upstream request head and relayed response head
     framing       SPEC §12 request-smuggling checks
     proxyproto    the PROXY protocol v1/v2 header (load balancers), parsed
     authlimit     SPEC §12 slowing down failed authentication
-    accesslog     SPEC §11 JSON access-log lines and daemon events
+    accesslog     SPEC §11 JSON access-log lines and daemon event lines, formatted
     metrics       SPEC §11 Prometheus counters and histograms, rendered as text
-    auth/         SPEC §8 SIWx, EVM, Solana, wallet JWTs, sign-in
-    store/        the state store interface and its sqlite default
-    mock_router, mock_providers, mock_gemini   the mock upstream's pure answers
+Pure core, by capability:
+    config/       SPEC §2: parse (text -> Config), values (the dataclasses), expand
+                  (${VAR}, ${file:PATH} through the caller's reader), tomlpos, tomlscan
+    keytable/     SPEC §3: table (text -> KeyTable), fast (its fast path), keys (making keys)
+    auth/         SPEC §8: siwx, evm, solana, walletjwt, signin
+    store/        the state-store interface (base); its backends beside it (sqlite)
 
-Trio shell (sockets, files, clock, signals):
-    connection    one h11 server connection on a trio stream
-    server        the per-connection loop
-    handler       one request from head to last byte
-    upstream      pooled h11 client connections to upstreams
-    websocket     WebSocket upgrades: the handshake forwarded, then bytes relayed both ways
+Trio shell (shell/):
+    files         reading the config, the key table and the JWT secrets (created if missing)
+    logsink       log lines to stderr; a broken log never fails a request
+    connection    one h11 server connection on a trio stream (limits, HEAD without a body)
+    server        the per-connection loop, and its outer fault barrier
+    handler       one request: the admission steps in order, the per-request fault barrier
+    relay         an allowed request sent upstream, its answer relayed as it arrives
+    upstream      the one upstream client: pooled h11 connections, clean-only reuse
+    websocket     after a 101: bytes joined both ways
     runtime       live state shared by connections
     daemon        listeners, nurseries, SIGHUP/SIGTERM, sd_notify (sdnotify)
     admin         the admin listener: GET /healthz and GET /metrics
-    mock_upstream the bundled fake OpenAI/Anthropic/Gemini on hypercorn
-    demo, cli     the quick start and the command line
+
+The mock upstream (mock/): router, providers, gemini (its pure answers), server (hypercorn).
+Entry points: cli (the command line), demo (the quick start), __main__.
 """
 
 __version__ = "0.1.0"

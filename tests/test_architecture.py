@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,11 @@ def test_the_checker_catches_a_violation(tmp_path: Path) -> None:
     assert _hits(_imports(bad), FORBIDDEN) == [
         "aroutd.shell", "aroutd.shell.files", "os.path", "trio", "trio.sleep",
     ]  # fmt: skip
+
+
+def test_the_package_docstring_maps_every_module() -> None:
+    import aroutd
+
+    words = set(re.findall(r"[A-Za-z_]+", aroutd.__doc__ or ""))
+    missing = [m for m in MODULES if m != "aroutd" and m.rpartition(".")[2] not in words]
+    assert missing == [], f"not in the map of aroutd/__init__.py: {missing}"
