@@ -75,11 +75,12 @@ def UpstreamTimeout() -> GatewayTimeout:
 
 
 class _Conn:
-    __slots__ = ("h11", "sock", "stream")
+    __slots__ = ("h11", "received", "sock", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
+        self.received = False  # a byte of the current request's answer has arrived
         # plain TCP: the raw socket, to wait for readability before a recv()
         self.sock = stream.socket if isinstance(stream, trio.SocketStream) else None
 
@@ -191,7 +192,9 @@ async def _receive(
                 if conn.sock is not None:
                     # nothing can be here yet: skip the recv() that would say EAGAIN
                     await trio.lowlevel.wait_readable(conn.sock)
-                return bytes(await conn.stream.receive_some(RECEIVE_SIZE))
+                data = bytes(await conn.stream.receive_some(RECEIVE_SIZE))
+                conn.received = conn.received or bool(data)
+                return data
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 raise _Failure() from None
         if trio.current_time() >= deadline:
@@ -261,6 +264,7 @@ class UpstreamPool:
         abandoned: Abandon | None,
         upgrade: bool,
     ) -> h11.Response | h11.InformationalResponse:
+        conn.received = False
         try:
             data = conn.h11.send(h11.Request(method=method, target=target, headers=headers))
             data = (data or b"") + (conn.h11.send(h11.Data(data=body)) or b"") if body else data
@@ -317,7 +321,9 @@ class UpstreamPool:
                 raise UpstreamTimeout() from None
             except _Failure:
                 await conn.aclose()
-                if not pooled:
+                # retried only when not one byte of an answer came (SPEC §6): a broken
+                # answer is the upstream's, and the request may have been acted on
+                if not pooled or conn.received:
                     raise UpstreamFailed() from None
             except BaseException:
                 await conn.aclose()
