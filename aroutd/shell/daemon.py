@@ -214,12 +214,18 @@ async def _signals(rt: Runtime, accept_scope: trio.CancelScope) -> None:
 async def serve(
     cfg: Config, *, task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and return."""
+    """Serve until SIGTERM/SIGINT, then drain and return.
+
+    Listeners, pooled upstream connections and the state store are closed on the
+    way out however it ends, a cancellation included.
+    """
     problems = unsupported(cfg)
     if problems:
         raise ConfigError(problems)
     keytable = await trio.to_thread.run_sync(load_keytable, cfg.keys.file)
     store = SqliteStore.open(cfg.state.path)
+    rt: Runtime | None = None
+    opened: list[trio.SocketListener] = []
     try:
         tls = _tls_context(cfg)
         rt = Runtime.build(cfg, keytable, store, wallet_tokens(cfg))
@@ -227,43 +233,59 @@ async def serve(
         # socket activation (SPEC §2): systemd's sockets replace [server] listen
         activated = listen_sockets()
         if activated:
-            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in activated]
+            api = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in activated]
         else:
-            listeners = await _open_listeners(cfg, cfg.server.listen)
+            api = await _open_listeners(cfg, cfg.server.listen)
+        opened += api
         admin_at = cfg.server.admin_listen
         admin = await _open_listeners(cfg, (admin_at,)) if admin_at else []
-        bound = Bound(
-            tuple(_sockname(ln) for ln in listeners), tuple(_sockname(ln) for ln in admin)
-        )
-        async with trio.open_nursery() as handlers:
-            async with trio.open_nursery() as accepting:
-                for listener in listeners:
-                    accepting.start_soon(_accept_loop, rt, listener, handlers, handle_request, tls)
-                for listener in admin:
-                    accepting.start_soon(_accept_loop, rt, listener, handlers, handle_admin)
-                accepting.start_soon(_signals, rt, accepting.cancel_scope)
-                ping_s = watchdog_interval_s()
-                if ping_s is not None:
-                    accepting.start_soon(_watchdog, ping_s)
-                logsink.event(
-                    "listening",
-                    addresses=[f"{_fmt(h)}:{p}" for h, p in bound.addresses],
-                    admin=[f"{_fmt(h)}:{p}" for h, p in bound.admin],
-                    keys=len(keytable.by_digest),
-                )
-                notify("READY=1", f"STATUS=serving {len(keytable.by_digest)} keys")
-                task_status.started(bound)
-            for listener in [*listeners, *admin]:
-                await listener.aclose()
-            notify("STOPPING=1")
-            rt.start_draining()
-            drain_s = cfg.server.drain_timeout_s
-            handlers.cancel_scope.deadline = trio.current_time() + drain_s
-            logsink.event("draining", connections=rt.open_connections, timeout_s=drain_s)
-        await rt.aclose()
+        opened += admin
+        await _serve_listeners(rt, api, admin, tls, task_status)
     finally:
+        with trio.CancelScope(shield=True):
+            for listener in opened:
+                await listener.aclose()
+            if rt is not None:
+                await rt.aclose()
         store.close()
     logsink.event("stopped")
+
+
+async def _serve_listeners(
+    rt: Runtime,
+    api: list[trio.SocketListener],
+    admin: list[trio.SocketListener],
+    tls: ssl.SSLContext | None,
+    task_status: trio.TaskStatus[Bound],
+) -> None:
+    """Accept until a signal says stop; then stop accepting and drain the handlers."""
+    bound = Bound(tuple(_sockname(ln) for ln in api), tuple(_sockname(ln) for ln in admin))
+    keys = len(rt.keytable.by_digest)
+    async with trio.open_nursery() as handlers:
+        async with trio.open_nursery() as accepting:
+            for listener in api:
+                accepting.start_soon(_accept_loop, rt, listener, handlers, handle_request, tls)
+            for listener in admin:
+                accepting.start_soon(_accept_loop, rt, listener, handlers, handle_admin)
+            accepting.start_soon(_signals, rt, accepting.cancel_scope)
+            ping_s = watchdog_interval_s()
+            if ping_s is not None:
+                accepting.start_soon(_watchdog, ping_s)
+            logsink.event(
+                "listening",
+                addresses=[f"{_fmt(h)}:{p}" for h, p in bound.addresses],
+                admin=[f"{_fmt(h)}:{p}" for h, p in bound.admin],
+                keys=keys,
+            )
+            notify("READY=1", f"STATUS=serving {keys} keys")
+            task_status.started(bound)
+        for listener in [*api, *admin]:
+            await listener.aclose()
+        notify("STOPPING=1")
+        rt.start_draining()
+        drain_s = rt.config.server.drain_timeout_s
+        handlers.cancel_scope.deadline = trio.current_time() + drain_s
+        logsink.event("draining", connections=rt.open_connections, timeout_s=drain_s)
 
 
 def _tls_context(cfg: Config) -> ssl.SSLContext | None:
