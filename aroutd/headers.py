@@ -54,15 +54,19 @@ def values_of(headers: Headers, name: bytes) -> list[bytes]:
 
 def first_value(headers: Headers, name: bytes) -> bytes | None:
     """The first value of the (lowercase) ``name``, or None."""
-    return next((v for n, v in headers if n.lower() == name), None)
+    for n, v in headers:
+        if n.lower() == name:
+            return v
+    return None
 
 
 def comma_values(headers: Headers, name: bytes) -> list[bytes]:
     """The members of every ``name`` line's comma list (RFC 9110 §5.6.1), trimmed; empty
     members dropped."""
     out: list[bytes] = []
-    for value in values_of(headers, name):
-        out += [m for m in (m.strip(OWS) for m in value.split(b",")) if m]
+    for n, value in headers:  # one pass: this runs on every request's head, both ways
+        if n.lower() == name:
+            out += [m for m in (m.strip(OWS) for m in value.split(b",")) if m]
     return out
 
 

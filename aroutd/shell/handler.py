@@ -42,7 +42,14 @@ from aroutd.errors import (
     Unauthorized,
 )
 from aroutd.forwarding import client_address, request_id_from, upstream_request_headers
-from aroutd.headers import CONNECTION_CLOSE, JSON_CONTENT_TYPE, Headers, first_value, values_of
+from aroutd.headers import (
+    CONNECTION_CLOSE,
+    JSON_CONTENT_TYPE,
+    HeaderList,
+    Headers,
+    first_value,
+    values_of,
+)
 from aroutd.policy import authorize_endpoint, principal_for_wallet
 from aroutd.principal import Principal
 from aroutd.shell import logsink
@@ -80,11 +87,12 @@ async def handle_request(
     started = time.perf_counter()
     rec = AccessRecord(time=time.time(), method=req.method.decode("ascii", "replace"))
     rec.path = redact_query_key(req.target)
-    rid = request_id_from(req.headers) or _new_request_id()
+    headers = list(req.headers)  # once: every step reads them, and h11's view iterates slowly
+    rid = request_id_from(headers) or _new_request_id()
     rec.request_id = rid
     keep = True
     try:
-        await _dispatch(rt, client, req, info, rec)
+        await _dispatch(rt, client, req, headers, info, rec)
     except HTTPError as err:
         keep = await _answer_error(rt, client, rec, err)
     except Cut:
@@ -152,16 +160,20 @@ async def _finish_body(rt: Runtime, client: ClientConnection) -> bool:
 
 
 async def _dispatch(
-    rt: Runtime, client: ClientConnection, req: h11.Request, info: ConnInfo, rec: AccessRecord
+    rt: Runtime,
+    client: ClientConnection,
+    req: h11.Request,
+    headers: HeaderList,
+    info: ConnInfo,
+    rec: AccessRecord,
 ) -> None:
     cfg = rt.config
-    headers = req.headers
     head = admit_head(req.method, req.target, headers, cfg.routes)
     if head.kind == "healthz":
         await _send_json(client, rt, rec, 200, {"status": "ok"})
         return
     if head.kind == "signin":
-        await _wallet_sign_in(rt, client, req, rec)
+        await _wallet_sign_in(rt, client, req, headers, rec)
         return
     client_ip, peer_trusted = _client_address(rt, info, headers)
     rec.client = client_ip
@@ -251,13 +263,13 @@ def _principal(rt: Runtime, headers: Headers, query: bytes, websocket: bool) -> 
 
 
 async def _wallet_sign_in(
-    rt: Runtime, client: ClientConnection, req: h11.Request, rec: AccessRecord
+    rt: Runtime, client: ClientConnection, req: h11.Request, headers: Headers, rec: AccessRecord
 ) -> None:
     if rt.tokens is None or rt.signin is None:
         raise NotFound("not found")
     if req.method != b"POST":
         raise MethodNotAllowed("method not allowed", headers=[("Allow", "POST")])
-    values = values_of(req.headers, b"sign-in-with-x")
+    values = values_of(headers, b"sign-in-with-x")
     if len(values) != 1:
         raise BadRequest("missing or invalid SIGN-IN-WITH-X header")
     # The SDKs send no body; one that comes is read and ignored (bounded).

@@ -88,10 +88,14 @@ class _Conn:
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await trio.aclose_forcefully(self.stream)
 
+    def drained(self) -> bool:
+        """Nothing buffered past the answer: h11 holds no byte of a next one, nor an EOF."""
+        return self.h11.trailing_data == (b"", False)
+
     def clean(self) -> bool:
-        """Nothing buffered past the answer and nothing waiting in the socket (no stray
-        bytes, no EOF): only then may the next request use this connection."""
-        if self.h11.trailing_data != (b"", False):
+        """Drained, and nothing waiting in the socket either (stray bytes that came late,
+        or the upstream closing): only then may the next request use this connection."""
+        if not self.drained():
             return False
         raw = self._raw_socket()
         if raw is None:
@@ -352,15 +356,15 @@ class UpstreamPool:
         return False
 
     def _keep(self, resp: UpstreamResponse) -> bool:
-        """Back to the pool when the body was read to its end, both sides agree, and the
-        connection is clean."""
+        """Back to the pool when the body was read to its end, both sides agree, and nothing
+        is left over."""
         conn = resp._conn
         if (
             resp._done
             and conn.h11.our_state is h11.DONE
             and conn.h11.their_state is h11.DONE
             and len(self._idle) < self.config.pool_size
-            and conn.clean()
+            and conn.drained()  # the socket itself is looked at when the connection is taken
         ):
             conn.h11.start_next_cycle()
             self._idle.append(conn)
