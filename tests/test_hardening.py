@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar, cast
 
@@ -22,12 +23,14 @@ import trio.testing
 
 from aroutd.keytable.table import parse_keytable
 from aroutd.shell.connection import ClientConnection
+from aroutd.shell.daemon import serve
 from aroutd.shell.handler import ConnInfo
 from aroutd.shell.runtime import Runtime
 from aroutd.shell.server import serve_connection
 from aroutd.shell.upstream import UpstreamPool, UpstreamResponse
 from aroutd.store.sqlite import SqliteStore
 
+from .oddupstream import OddUpstream, Script
 from .support import (
     Client,
     Keys,
@@ -381,3 +384,83 @@ async def test_a_fault_outside_a_request_ends_that_connection_only(tmp_path: Pat
             await client.send_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
             assert await client.receive_some(65536) == b""  # closed
     assert rt.metrics.internal_errors["connection"] == 1
+
+
+# -- a WebSocket handshake the upstream refuses ---------------------------------------------
+
+_WS_HEAD = (
+    "GET /v1/realtime/{name}?model=gpt-4o HTTP/1.1\r\nhost: t\r\nupgrade: websocket\r\n"
+    "connection: Upgrade\r\nsec-websocket-version: 13\r\n"
+    "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nauthorization: Bearer {key}\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "body", "whole"),
+    [
+        pytest.param(
+            Script(answer=b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope"),
+            401,
+            b"nope",
+            True,
+            id="refused",
+        ),
+        pytest.param(
+            Script(
+                answer=b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 40\r\n\r\nno",
+                keep_alive=False,
+            ),
+            401,
+            b"no",
+            False,
+            id="short-body-then-close",
+        ),
+        pytest.param(
+            Script(answer=b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 40\r\n\r\nno"),
+            426,
+            b"no",
+            False,
+            id="short-body-then-silence",
+        ),
+        pytest.param(
+            Script(answer=b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n", keep_alive=False),
+            502,
+            b'{"error":{"message":"upstream request failed","type":"server_error"}}',
+            True,
+            id="head-cut",
+        ),
+    ],
+)
+async def test_a_refused_websocket_handshake_is_relayed_or_cut(
+    tmp_path: Path, script: Script, status: int, body: bytes, whole: bool
+) -> None:
+    up = OddUpstream()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(up.serve)
+        keys = Keys()
+        cfg = make_config(tmp_path, up.port, keys)
+        fake = replace(cfg.upstreams["fake"], read_timeout_s=0.5)
+        bound = await nursery.start(serve, replace(cfg, upstreams={"fake": fake}))
+        port = bound.addresses[0][1]
+        up.scripts["ws"] = script
+        head = _WS_HEAD.format(name="ws", key=keys.api).encode()
+        with trio.fail_after(5):  # once: a refusal body read without a bound or timeout;
+            # a whole answer keeps the connection (a cut one is closed)
+            out = await raw_exchange(port, head, read_timeout=2, allow_timeout=whole)
+        conn = h11.Connection(h11.CLIENT)
+        conn.send(h11.Request(method="GET", target="/", headers=[("host", "t")]))
+        conn.send(h11.EndOfMessage())
+        conn.receive_data(out)
+        conn.receive_data(b"")
+        got = conn.next_event()
+        assert isinstance(got, h11.Response) and got.status_code == status
+        data = conn.next_event()
+        assert isinstance(data, h11.Data) and data.data == body
+        if whole:
+            assert isinstance(conn.next_event(), h11.EndOfMessage)
+        else:
+            with pytest.raises(h11.RemoteProtocolError):  # cut: never a truncated success
+                conn.next_event()
+        health = await request(port, "GET", "/healthz")
+        assert (health.status, health.json()) == (200, {"status": "ok"})
+        nursery.cancel_scope.cancel()
