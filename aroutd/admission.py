@@ -60,6 +60,7 @@ class Forward:
     match: RouteMatch
     target: bytes  # the upstream's base path + the forwarded path + the query without key
     body: bytes = field(repr=False)
+    upgrade: bool = False  # a WebSocket handshake
 
 
 def is_upgrade(method: bytes, headers: Headers) -> bool:
@@ -124,7 +125,8 @@ def plan_forward(
         body = rewrite_body_model(body, match.forward_model, content_type=content_type)
     target = (upstreams[match.upstream].base_path + match.upstream_path).encode("ascii")
     query = strip_query_key(head.target.query)
-    return Forward(match=match, target=target + b"?" + query if query else target, body=body)
+    target = target + b"?" + query if query else target
+    return Forward(match=match, target=target, body=body, upgrade=head.upgrade)
 
 
 def _query_model(query: bytes) -> str | None:

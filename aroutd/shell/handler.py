@@ -29,7 +29,7 @@ import h11
 import trio
 
 from aroutd.accesslog import AccessRecord
-from aroutd.admission import admit_head, plan_forward
+from aroutd.admission import Forward, admit_head, plan_forward
 from aroutd.auth.signin import sign_in
 from aroutd.credentials import extract_credential, redact_query_key
 from aroutd.errors import (
@@ -199,22 +199,37 @@ async def _dispatch(
     )
     match = plan.match
     rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
-    pool = rt.pools[match.upstream]
-    has_body = not head.upgrade and bool(plan.body or req.method not in (b"GET", b"HEAD"))
+    out = _outbound(rt, req, headers, plan, principal, info, rec, peer_trusted)
+    await relay(client, out, rec.request_id, rec, closing=rt.draining.is_set())
+
+
+def _outbound(
+    rt: Runtime,
+    req: h11.Request,
+    headers: Headers,
+    plan: Forward,
+    principal: Principal,
+    info: ConnInfo,
+    rec: AccessRecord,
+    peer_trusted: bool,
+) -> Outbound:
+    """The upstream request of an allowed plan: its pool, target, head and body."""
+    pool = rt.pools[plan.match.upstream]
+    upgrade = plan.upgrade
+    has_body = not upgrade and bool(plan.body or req.method not in (b"GET", b"HEAD"))
     up_headers = upstream_request_headers(
         headers,
         upstream=pool.config,
         principal=principal,
-        client_addr=client_ip,
+        client_addr=rec.client,
         peer_trusted=peer_trusted,
         peer_addr=info.peer_ip,
         proto=info.proto,
         request_id=rec.request_id,
         content_length=len(plan.body) if has_body else None,
-        websocket=head.upgrade,
+        websocket=upgrade,
     )
-    out = Outbound(pool, req.method, plan.target, up_headers, plan.body, upgrade=head.upgrade)
-    await relay(client, out, rec.request_id, rec, closing=rt.draining.is_set())
+    return Outbound(pool, req.method, plan.target, up_headers, plan.body, upgrade=upgrade)
 
 
 def _client_address(rt: Runtime, info: ConnInfo, headers: Headers) -> tuple[str, bool]:
