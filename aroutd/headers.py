@@ -9,6 +9,7 @@ space trimmed (§5.6.3). Every module reads headers through these helpers, so
 from __future__ import annotations
 
 from collections.abc import Sequence
+from http import HTTPStatus
 
 __all__ = [
     "CONNECTION_CLOSE",
@@ -20,6 +21,7 @@ __all__ = [
     "comma_values",
     "connection_tokens",
     "first_value",
+    "reason_phrase",
     "values_of",
 ]
 
@@ -73,3 +75,11 @@ def comma_values(headers: Headers, name: bytes) -> list[bytes]:
 def connection_tokens(headers: Headers) -> frozenset[bytes]:
     """The lowercase header names listed in ``Connection`` (RFC 9110 §7.6.1)."""
     return frozenset(t.lower() for t in comma_values(headers, b"connection"))
+
+
+_PHRASES = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+
+
+def reason_phrase(status: int) -> bytes:
+    """The status line's reason phrase (RFC 9110 §15); ``b""`` for a status it has none for."""
+    return _PHRASES.get(status, b"")

@@ -10,16 +10,19 @@ from aroutd.shell.logsink import event, write
 
 
 def test_line_has_every_field_in_order() -> None:
-    rec = AccessRecord(time=1_700_000_000.1234, request_id="r", status=200, usage={"input": 3})
+    rec = AccessRecord(
+        time=1_700_000_000.1234, start=1_699_999_999.9, request_id="r", usage={"input": 3}
+    )
     line = format_line(rec)
     assert line.endswith("\n") and line.count("\n") == 1
     data = json.loads(line)
     assert list(data) == [
-        "time", "request_id", "client", "method", "path", "status", "auth_method", "key_id",
-        "wallet", "tenant", "provider", "model", "upstream", "bytes_in", "bytes_out", "ttfb_ms",
-        "duration_ms", "usage", "cost", "error",
+        "time", "start", "request_id", "client", "method", "path", "status", "auth_method",
+        "key_id", "wallet", "tenant", "provider", "model", "upstream", "bytes_in", "bytes_out",
+        "ttfb_ms", "duration_ms", "usage", "cost", "error",
     ]  # fmt: skip
-    assert data["time"] == "2023-11-14T22:13:20.123+00:00"
+    assert data["time"] == "2023-11-14T22:13:20.123+00:00"  # when it ended
+    assert data["start"] == "2023-11-14T22:13:19.900+00:00"
     assert data["usage"] == {"input": 3}
 
 

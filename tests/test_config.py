@@ -478,7 +478,7 @@ def test_load_config_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path / "missing.toml")
     assert exc.value.problems == (
-        f"{tmp_path / 'missing.toml'}:1: cannot read the config file: No such file or directory",
+        f"{tmp_path / 'missing.toml'}: cannot read the config file: No such file or directory",
     )
 
 

@@ -226,3 +226,54 @@ async def test_max_connections_closes_at_accept(tmp_path: Path) -> None:
         r = only_reply(out)
         assert (r.status, r.json()) == (200, {"status": "ok"})
         assert r.header(b"connection") == b"close"
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status_line"),
+    [
+        pytest.param(b"GET /healthz", b"HTTP/1.1 200 OK\r\n", id="200"),
+        pytest.param(b"GET /nowhere", b"HTTP/1.1 404 Not Found\r\n", id="404"),
+        pytest.param(b"GET /v1/models", b"HTTP/1.1 401 Unauthorized\r\n", id="401"),
+        pytest.param(b"TRACE /v1/models", b"HTTP/1.1 405 Method Not Allowed\r\n", id="405"),
+        pytest.param(b"GET /v1/../x", b"HTTP/1.1 400 Bad Request\r\n", id="400"),
+    ],
+)
+async def test_status_lines_carry_their_reason_phrase(
+    tmp_path: Path, request_line: bytes, status_line: bytes
+) -> None:
+    async with daemon(tmp_path) as h:
+        out = await raw_exchange(
+            h.port, request_line + b" HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+        )
+        assert out.startswith(status_line), out[:80]
+
+
+async def test_a_relayed_answer_gets_a_reason_phrase_too(tmp_path: Path) -> None:
+    async with daemon(tmp_path) as h:
+        raw = (
+            f"GET /v1/status-418 HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {h.keys.api}\r\n"
+            "connection: close\r\n\r\n"
+        ).encode()
+        out = await raw_exchange(h.port, raw)
+        assert out.startswith(b"HTTP/1.1 418 I'm a Teapot\r\n"), out[:80]
+
+
+async def test_access_log_lines_are_stamped_when_the_request_ends(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    from datetime import datetime
+
+    async with daemon(tmp_path) as h:
+        capfd.readouterr()
+        # an SSE answer that takes ~0.25 s: the line is written, and stamped, after it
+        raw = (
+            f"GET /v1/sse HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {h.keys.api}\r\n"
+            "connection: close\r\n\r\n"
+        ).encode()
+        assert only_reply(await raw_exchange(h.port, raw)).status == 200
+    lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if '"request_id"' in x]
+    (line,) = [x for x in lines if x["path"] == "/v1/sse"]
+    end, start = datetime.fromisoformat(line["time"]), datetime.fromisoformat(line["start"])
+    assert line["duration_ms"] > 200
+    assert abs((end - start).total_seconds() * 1000 - line["duration_ms"]) < 5

@@ -136,9 +136,27 @@ def test_check_keytable_problems(tmp_path: Path) -> None:
 
 def test_check_missing_files(tmp_path: Path) -> None:
     assert check_paths(tmp_path / "none.toml") == [
-        f"{tmp_path / 'none.toml'}:1: cannot read the config file: No such file or directory"
+        f"{tmp_path / 'none.toml'}: cannot read the config file: No such file or directory"
     ]
     path = write(tmp_path, "", None)
     assert check_paths(path) == [
-        f"{tmp_path / 'keys.toml'}:1: cannot read the key table: No such file or directory"
+        f"{tmp_path / 'keys.toml'}: cannot read the key table: No such file or directory"
     ]
+
+
+def test_check_names_the_config_and_the_key_table_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # both relative to the working directory when below it, both absolute otherwise
+    (tmp_path / "etc").mkdir()
+    path = write(tmp_path / "etc", "", "[tenants.acme]\n[[keys]]\nid = 1\n")
+    path.write_text("bogus = 1\n")
+    monkeypatch.chdir(tmp_path)
+    problems = check_paths(Path("etc/aroutd.toml"))
+    assert problems and all(p.startswith("etc/aroutd.toml:") for p in problems), problems
+    path.write_text("")
+    problems = check_paths(Path("etc/aroutd.toml"))
+    assert problems and all(p.startswith("etc/keys.toml:") for p in problems), problems
+    monkeypatch.chdir(tmp_path / "etc")
+    problems = check_paths(tmp_path / "etc" / "aroutd.toml")
+    assert problems and all(p.startswith("keys.toml:") for p in problems), problems

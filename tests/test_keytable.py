@@ -324,7 +324,7 @@ def test_load_keytable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_keytable(tmp_path / "nope.toml")
     assert exc.value.problems == (
-        f"{tmp_path / 'nope.toml'}:1: cannot read the key table: No such file or directory",
+        f"{tmp_path / 'nope.toml'}: cannot read the key table: No such file or directory",
     )
 
 

@@ -27,7 +27,7 @@ import trio
 
 from aroutd.errors import BadRequest, HeaderTooLarge, HTTPError, PayloadTooLarge, RequestTimeout
 from aroutd.framing import check_header_bytes, check_request_framing
-from aroutd.headers import CONNECTION_CLOSE, JSON_CONTENT_TYPE, HeaderList, Headers
+from aroutd.headers import CONNECTION_CLOSE, JSON_CONTENT_TYPE, HeaderList, Headers, reason_phrase
 
 __all__ = ["ClientConnection", "ClientGone"]
 
@@ -113,7 +113,9 @@ class ClientConnection:
                 raise _protocol_error(exc) from None
             if event is h11.NEED_DATA:
                 if self.conn.they_are_waiting_for_100_continue:
-                    await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+                    await self._send(
+                        h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                    )
                 await self._receive()
                 continue
             return event  # type: ignore[return-value]
@@ -200,7 +202,11 @@ class ClientConnection:
 
         From here on the stream is no longer HTTP: the caller reads and writes it.
         """
-        await self._send(h11.InformationalResponse(status_code=101, headers=list(headers)))
+        await self._send(
+            h11.InformationalResponse(
+                status_code=101, headers=list(headers), reason=b"Switching Protocols"
+            )
+        )
         return bytes(self.conn.trailing_data[0])
 
     async def send_events(self, events: Sequence[h11.Event]) -> None:
@@ -217,7 +223,9 @@ class ClientConnection:
     async def send_response(self, status: int, headers: Headers, body: bytes) -> None:
         """A complete response with a Content-Length body (for HEAD: the length, no body)."""
         hdrs = [*headers, (b"content-length", str(len(body)).encode())]
-        data = self.conn.send(h11.Response(status_code=status, headers=hdrs))
+        data = self.conn.send(
+            h11.Response(status_code=status, headers=hdrs, reason=reason_phrase(status))
+        )
         if body and not self._head_only:
             data = (data or b"") + (self.conn.send(h11.Data(data=body)) or b"")
         data = (data or b"") + (self.conn.send(h11.EndOfMessage()) or b"")
@@ -248,7 +256,7 @@ class ClientConnection:
 
     async def _send_raw_error(self, err: HTTPError) -> None:
         body = err.body()
-        reason = _REASONS.get(err.status, "Error").encode()
+        reason = reason_phrase(err.status) or b"Error"
         raw = (
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n" % (err.status, reason, len(body))
@@ -278,17 +286,6 @@ class ClientConnection:
             self._probe.close()
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await self.stream.aclose()
-
-
-_REASONS = {
-    400: "Bad Request",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-}
 
 
 def _protocol_error(exc: h11.RemoteProtocolError) -> HTTPError:

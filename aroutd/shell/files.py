@@ -28,8 +28,19 @@ __all__ = [
     "load_keytable",
     "load_or_create_secret",
     "read_secret",
+    "shown",
     "wallet_tokens",
 ]
+
+
+def shown(path: Path) -> Path:
+    """How messages name a file: relative to the working directory when it is below it,
+    absolute otherwise, the same for the config, the key table and the secrets."""
+    full = Path(os.path.abspath(path))
+    try:
+        return full.relative_to(Path.cwd())
+    except ValueError:
+        return full
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -37,20 +48,21 @@ def _read_text(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError([f"{path}:1: cannot read the {what}: {reason}"]) from None
+        # no ":LINE": nothing in the file was read
+        raise ConfigError([f"{shown(path)}: cannot read the {what}: {reason}"]) from None
 
 
 def load_config(path: Path) -> Config:
     """Read and parse the config file at ``path`` with ``os.environ`` and the disk."""
     text = _read_text(path, "config file")
     return parse_config(
-        text, path=path, cwd=Path.cwd(), environ=os.environ, read_file=Path.read_bytes
+        text, path=shown(path), cwd=Path.cwd(), environ=os.environ, read_file=Path.read_bytes
     )
 
 
 def load_keytable(path: Path) -> KeyTable:
     """Read and parse the key table at ``path``."""
-    return parse_keytable(_read_text(path, "key table"), path=path)
+    return parse_keytable(_read_text(path, "key table"), path=shown(path))
 
 
 def check_paths(config_path: Path) -> list[str]:
@@ -68,10 +80,13 @@ def read_secret(path: Path) -> bytes:
     try:
         secret = path.read_bytes()
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read the JWT secret ({exc.strerror})"]) from None
+        raise ConfigError([f"{shown(path)}: cannot read the JWT secret ({exc.strerror})"]) from None
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(
-            [f"{path}: the JWT secret must be at least {MIN_SECRET_BYTES} bytes, not {len(secret)}"]
+            [
+                f"{shown(path)}: the JWT secret must be at least {MIN_SECRET_BYTES} bytes,"
+                f" not {len(secret)}"
+            ]
         )
     return secret
 
@@ -82,7 +97,8 @@ def load_or_create_secret(path: Path) -> bytes:
         try:
             _create_secret(path)
         except OSError as exc:
-            raise ConfigError([f"{path}: cannot create the JWT secret ({exc.strerror})"]) from None
+            message = f"{shown(path)}: cannot create the JWT secret ({exc.strerror})"
+            raise ConfigError([message]) from None
     return read_secret(path)
 
 

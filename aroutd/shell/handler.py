@@ -85,7 +85,8 @@ async def handle_request(
 ) -> bool:
     """Answer one request. Returns False when the connection must be closed."""
     started = time.perf_counter()
-    rec = AccessRecord(time=time.time(), method=req.method.decode("ascii", "replace"))
+    now = time.time()
+    rec = AccessRecord(time=now, start=now, method=req.method.decode("ascii", "replace"))
     rec.path = redact_query_key(req.target)
     headers = list(req.headers)  # once: every step reads them, and h11's view iterates slowly
     rid = request_id_from(headers) or _new_request_id()
@@ -112,6 +113,7 @@ async def handle_request(
     finally:
         duration_s = time.perf_counter() - started
         rec.duration_ms = round(duration_s * 1000, 3)
+        rec.time = time.time()  # the line is stamped when the request ends
         if rec.client == "":
             rec.client = info.peer_ip
         logsink.write(rec)

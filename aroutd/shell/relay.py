@@ -25,7 +25,7 @@ import h11
 from aroutd.accesslog import AccessRecord
 from aroutd.errors import BadGateway
 from aroutd.forwarding import response_headers
-from aroutd.headers import CONNECTION_CLOSE, HeaderList
+from aroutd.headers import CONNECTION_CLOSE, HeaderList, reason_phrase
 from aroutd.shell.connection import ClientConnection, ClientGone
 from aroutd.shell.upstream import Abandoned, UpstreamBroken, UpstreamPool, UpstreamResponse
 from aroutd.shell.websocket import join
@@ -81,7 +81,9 @@ async def _relay_body(
     head = response_headers(resp.headers, request_id=rid)
     if closing:
         head.append(CONNECTION_CLOSE)
-    events: list[h11.Event] = [h11.Response(status_code=resp.status, headers=head)]
+    # the upstream's own reason phrase, or the standard one (RFC 9112 §4: it is optional)
+    reason = resp.reason or reason_phrase(resp.status)
+    events: list[h11.Event] = [h11.Response(status_code=resp.status, headers=head, reason=reason)]
     sent = False
     try:
         async for chunks, ended in resp.iter_batches():

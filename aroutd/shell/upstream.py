@@ -119,6 +119,7 @@ class _Conn:
 class UpstreamResponse:
     status: int
     headers: HeaderList
+    reason: bytes
     _conn: _Conn
     _pool: UpstreamPool
     _abandoned: Abandon | None = None
@@ -336,6 +337,7 @@ class UpstreamPool:
         resp = UpstreamResponse(
             status=head.status_code,
             headers=list(head.headers.raw_items()),
+            reason=bytes(head.reason),
             _conn=conn,
             _pool=self,
             _abandoned=abandoned,
