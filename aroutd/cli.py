@@ -13,10 +13,19 @@ from pathlib import Path
 __all__ = ["main"]
 
 DEFAULT_CONFIG = "config/aroutd.toml"
+_CONFIG_HELP = (
+    "config file (default $AROUTD_CONFIG, $CONFIGURATION_DIRECTORY/aroutd.toml"
+    f" or {DEFAULT_CONFIG})"
+)
 
 
 def _config_path(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("AROUTD_CONFIG") or DEFAULT_CONFIG)
+    """--config, else $AROUTD_CONFIG, else aroutd.toml in systemd's
+    $CONFIGURATION_DIRECTORY (ConfigurationDirectory=), else config/aroutd.toml."""
+    if arg or os.environ.get("AROUTD_CONFIG"):
+        return Path(arg or os.environ["AROUTD_CONFIG"])
+    configuration = os.environ.get("CONFIGURATION_DIRECTORY", "").split(":")[0]
+    return Path(configuration) / "aroutd.toml" if configuration else Path(DEFAULT_CONFIG)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,10 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the daemon in the foreground")
-    serve.add_argument("--config", help=f"config file (default $AROUTD_CONFIG or {DEFAULT_CONFIG})")
+    serve.add_argument("--config", help=_CONFIG_HELP)
 
     check = sub.add_parser("check", help="validate the config and key table")
-    check.add_argument("--config", help=f"config file (default $AROUTD_CONFIG or {DEFAULT_CONFIG})")
+    check.add_argument("--config", help=_CONFIG_HELP)
 
     keys = sub.add_parser("keys", help="make and hash keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

@@ -581,3 +581,33 @@ def test_arbitrary_text(text: str) -> None:
 @given(st.lists(_LINES, max_size=12))
 def test_arbitrary_toml_like(lines: list[str]) -> None:
     assert all(p.startswith(f"{FILE}:") for p in outcome("\n".join(lines)))
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "db", "secret"),
+    [
+        pytest.param("", {}, DIR / "state/aroutd.db", DIR / "state/jwt.secret", id="beside-config"),
+        pytest.param(
+            "", {"STATE_DIRECTORY": "/var/lib/aroutd"},
+            Path("/var/lib/aroutd/aroutd.db"), Path("/var/lib/aroutd/jwt.secret"), id="systemd",
+        ),
+        pytest.param(
+            "", {"STATE_DIRECTORY": "/var/lib/a:/var/lib/b"},
+            Path("/var/lib/a/aroutd.db"), Path("/var/lib/a/jwt.secret"), id="first-of-several",
+        ),
+        pytest.param(
+            "", {"STATE_DIRECTORY": "relative"},
+            DIR / "state/aroutd.db", DIR / "state/jwt.secret", id="relative-ignored",
+        ),
+        pytest.param(
+            '[state]\npath = "db/x.db"\n[wallet]\njwt_secret_file = "/k/s"\n',
+            {"STATE_DIRECTORY": "/var/lib/aroutd"},
+            DIR / "db/x.db", Path("/k/s"), id="config-says-otherwise",
+        ),
+    ],
+)  # fmt: skip
+def test_state_paths_follow_systemd_state_directory(
+    text: str, environ: dict[str, str], db: Path, secret: Path
+) -> None:
+    c = parse(text, environ=environ)
+    assert (c.state.path, c.wallet.jwt_secret_file) == (db, secret)

@@ -160,3 +160,14 @@ def test_check_names_the_config_and_the_key_table_alike(
     monkeypatch.chdir(tmp_path / "etc")
     problems = check_paths(tmp_path / "etc" / "aroutd.toml")
     assert problems and all(p.startswith("keys.toml:") for p in problems), problems
+
+
+def test_check_finds_a_state_folder_it_cannot_write(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    path = write(tmp_path, '[state]\npath = "blocker/state/aroutd.db"\n', "")
+    assert check_paths(path) == [
+        f"{tmp_path / 'blocker' / 'state'}: the state folder cannot be written ([state] path;"
+        " under systemd leave it unset to use $STATE_DIRECTORY)"
+    ]
+    path = write(tmp_path, "", "")  # state/ beside the config: creatable
+    assert check_paths(path) == []

@@ -84,8 +84,8 @@ def parse_config(
         path=config_path,
         server=_server(root.table("server"), base),
         keys=_fields(keys, KeysConfig, file=_path(keys, "file", "keys.toml", base)),
-        state=_state(root.table("state"), base),
-        wallet=_wallet(root.table("wallet"), base),
+        state=_state(root.table("state"), base, _state_directory(environ)),
+        wallet=_wallet(root.table("wallet"), base, _state_directory(environ)),
         x402=_x402(root.table("x402")),
         upstreams=upstreams,
         routes=tuple(_route(t, upstreams) for t in root.tables("routes")),
@@ -126,11 +126,22 @@ def _table_map(t: Table) -> dict[str, Table]:
     return {name: sub for name, sub in tables.items() if isinstance(t.data[name], dict)}
 
 
-def _path(t: Table, key: str, default: str, base: Path) -> Path:
-    value = t.string(key, default)
-    if not value:
+def _path(t: Table, key: str, default: str, base: Path, default_base: Path | None = None) -> Path:
+    """A path setting against ``base``; when it is not set, ``default`` against
+    ``default_base`` (``base`` unless given: systemd's $STATE_DIRECTORY, say)."""
+    value = t.string(key, "")
+    if t.has(key) and not value:
         t.problem(key, "must not be empty")
-    return absolute(base, value or default)
+    if not value:
+        return absolute(default_base or base, default)
+    return absolute(base, value)
+
+
+def _state_directory(environ: Mapping[str, str]) -> Path | None:
+    """systemd's $STATE_DIRECTORY (its first entry when StateDirectory= names several),
+    where state goes when the config does not say (an absolute path only)."""
+    first = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(first) if first.startswith("/") else None
 
 
 def _optional_path(t: Table, key: str, base: Path) -> Path | None:
@@ -192,14 +203,14 @@ def _server(t: Table, base: Path) -> ServerConfig:
     )
 
 
-def _state(t: Table, base: Path) -> StateConfig:
+def _state(t: Table, base: Path, state_dir: Path | None) -> StateConfig:
     backend = t.string("backend", "sqlite")
     if backend not in ("sqlite", "redis"):
         t.problem("backend", 'must be "sqlite" or "redis"')
     redis_url = t.string("redis_url", "")
     if backend == "redis" and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         t.problem("redis_url", 'backend = "redis" needs a redis://, rediss:// or unix:// URL')
-    path = _path(t, "path", "state/aroutd.db", base)
+    path = _path(t, "path", "aroutd.db" if state_dir else "state/aroutd.db", base, state_dir)
     return _fields(t, StateConfig, backend=backend, path=path, redis_url=redis_url)
 
 
@@ -211,14 +222,16 @@ def _networks(t: Table, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return networks
 
 
-def _wallet(t: Table, base: Path) -> WalletConfig:
+def _wallet(t: Table, base: Path, state_dir: Path | None) -> WalletConfig:
     previous = t.strings("jwt_previous_secret_files")
     if not all(previous):
         t.problem("jwt_previous_secret_files", "must not hold empty paths")
     return _fields(
         t,
         WalletConfig,
-        jwt_secret_file=_path(t, "jwt_secret_file", "state/jwt.secret", base),
+        jwt_secret_file=_path(
+            t, "jwt_secret_file", "jwt.secret" if state_dir else "state/jwt.secret", base, state_dir
+        ),
         jwt_previous_secret_files=tuple(absolute(base, p) for p in previous if p),
         networks=_networks(t, "networks", _WALLET_DEFAULTS.networks),
     )

@@ -29,6 +29,7 @@ __all__ = [
     "load_or_create_secret",
     "read_secret",
     "shown",
+    "state_folder_problems",
     "wallet_tokens",
 ]
 
@@ -66,13 +67,32 @@ def load_keytable(path: Path) -> KeyTable:
 
 
 def check_paths(config_path: Path) -> list[str]:
-    """Every problem in the config file and its key table, as "FILE:LINE: message"."""
+    """Every problem in the config file and its key table, as "FILE:LINE: message", and
+    state folders the daemon could not write (under systemd: ProtectSystem=strict)."""
     try:
         config = load_config(config_path)
         load_keytable(config.keys.file)
     except ConfigError as exc:
         return list(exc.problems)
-    return unsupported(config)
+    return unsupported(config) + state_folder_problems(config)
+
+
+def state_folder_problems(config: Config) -> list[str]:
+    """The folders of the state store and the JWT secret must be writable, or creatable."""
+    wanted = {config.state.path.parent: "[state] path"}
+    if config.wallet.enabled:
+        wanted.setdefault(config.wallet.jwt_secret_file.parent, "[wallet] jwt_secret_file")
+    problems = []
+    for folder, setting in wanted.items():
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            problems.append(
+                f"{shown(folder)}: the state folder cannot be written ({setting}; under systemd"
+                " leave it unset to use $STATE_DIRECTORY)"
+            )
+    return problems
 
 
 def read_secret(path: Path) -> bytes:
