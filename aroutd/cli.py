@@ -28,6 +28,17 @@ def _config_path(arg: str | None) -> Path:
     return Path(configuration) / "aroutd.toml" if configuration else Path(DEFAULT_CONFIG)
 
 
+def _tenant_known(config_path: Path, tenant: str) -> bool | None:
+    """Whether the key table of the config has ``tenant``; None when it cannot be read."""
+    from aroutd.errors import ConfigError
+    from aroutd.shell.files import load_config, load_keytable
+
+    try:
+        return tenant in load_keytable(load_config(config_path).keys.file).tenants
+    except ConfigError:
+        return None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aroutd", description="authenticating edge for LLM APIs")
     sub = p.add_subparsers(dest="command", required=True)
@@ -44,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--tenant", required=True)
     new.add_argument("--type", choices=["api", "management"], default="api")
     new.add_argument("--id", dest="key_id")
+    new.add_argument(
+        "--config", help="config whose key table is checked for the tenant (default as serve's)"
+    )
     keys_sub.add_parser("hash", help="read a key on stdin, print its sha256 hex")
 
     demo = sub.add_parser("demo", help="the quick start: mock upstream + daemon + a fresh key")
@@ -78,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.keys_command == "new":
             try:
                 key, entry = keys_new_output(
-                    tenant=args.tenant, key_type=args.type, key_id=args.key_id
+                    tenant=args.tenant,
+                    key_type=args.type,
+                    key_id=args.key_id,
+                    tenant_known=_tenant_known(_config_path(args.config), args.tenant),
                 )
             except ValueError as exc:
                 print(f"aroutd keys new: {exc}", file=sys.stderr)

@@ -171,3 +171,29 @@ def test_check_finds_a_state_folder_it_cannot_write(tmp_path: Path) -> None:
     ]
     path = write(tmp_path, "", "")  # state/ beside the config: creatable
     assert check_paths(path) == []
+
+
+def test_keys_new_adds_the_tenant_section_the_table_lacks() -> None:
+    existing = (
+        '[tenants.other]\n\n[[keys]]\nid = "o"\ntenant = "other"\nsha256 = "' + "a" * 64 + '"\n'
+    )
+    key, entry = keys_new_output(tenant="acme", key_type="api", key_id="k", tenant_known=False)
+    assert entry.startswith("[tenants.acme]\n")
+    table = parse_keytable(existing + "\n" + entry, path=Path("keys.toml"))  # pasted at the end
+    assert table.lookup(key_digest(key)) is not None and "acme" in table.tenants
+    _, entry = keys_new_output(tenant="acme", key_type="api", key_id="k", tenant_known=True)
+    assert "[tenants." not in entry
+    _, entry = keys_new_output(tenant="acme", key_type="api", key_id="k")
+    assert entry.startswith("# the key table needs a [tenants.acme] section")
+
+
+def test_keys_new_looks_at_the_configs_key_table(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = write(tmp_path, "", "[tenants.acme]\n")
+    run = [sys.executable, "-m", "aroutd", "keys", "new", "--config", str(cfg), "--tenant"]
+    known = subprocess.run([*run, "acme"], capture_output=True, text=True, check=True).stdout
+    fresh = subprocess.run([*run, "beta"], capture_output=True, text=True, check=True).stdout
+    assert "[tenants." not in known
+    assert "\n[tenants.beta]\n" in fresh

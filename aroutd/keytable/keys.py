@@ -39,7 +39,9 @@ def key_digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def keys_new_output(*, tenant: str, key_type: str, key_id: str | None) -> tuple[str, str]:
+def keys_new_output(
+    *, tenant: str, key_type: str, key_id: str | None, tenant_known: bool | None = None
+) -> tuple[str, str]:
     """``(plaintext key, [[keys]] TOML entry)`` for ``aroutd keys new``.
 
     Without ``key_id`` the id is the tenant and the first 8 hex digits of the digest.
@@ -53,7 +55,7 @@ def keys_new_output(*, tenant: str, key_type: str, key_id: str | None) -> tuple[
     key = new_key(key_type)
     digest = key_digest(key).hex()
     entry_id = key_id if key_id is not None else f"{tenant}-{digest[:8]}"
-    entry = (
+    entry = _tenant_section(tenant, tenant_known) + (
         "# made by `aroutd keys new`; the key itself is not stored anywhere\n"
         "[[keys]]\n"
         f'id = "{entry_id}"\n'
@@ -62,6 +64,19 @@ def keys_new_output(*, tenant: str, key_type: str, key_id: str | None) -> tuple[
         f'sha256 = "{digest}"\n'
     )
     return key, entry
+
+
+def _tenant_section(tenant: str, known: bool | None) -> str:
+    """What to paste for the tenant: nothing when the key table has it, its section when
+    it has not (else the key would be refused: unknown tenant), a hint when unknown."""
+    if known:
+        return ""
+    if known is None:
+        return (
+            f"# the key table needs a [tenants.{tenant}] section (add it unless it has one):\n"
+            f"# [tenants.{tenant}]\n\n"
+        )
+    return f"[tenants.{tenant}]\n\n"
 
 
 def keys_hash_output(stdin_text: str) -> str:
