@@ -518,3 +518,18 @@ def unused_port() -> int:
 
 def bearer(key: str) -> tuple[str, str]:
     return ("authorization", f"Bearer {key}")
+
+
+REFERENCE_CREDENTIALS = {
+    "openai_api_key": "sk-test-openai",
+    "anthropic_api_key": "sk-ant",
+    "gemini_api_key": "g",
+}
+
+
+def reference_credentials(folder: Path) -> dict[str, str]:
+    """The files config/aroutd.toml reads from $CREDENTIALS_DIRECTORY, and that variable."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, value in REFERENCE_CREDENTIALS.items():
+        (folder / name).write_text(value + "\n")
+    return {"CREDENTIALS_DIRECTORY": str(folder)}

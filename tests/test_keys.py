@@ -17,6 +17,8 @@ from aroutd.keytable.keys import (
 from aroutd.keytable.table import parse_keytable
 from aroutd.shell.files import check_paths
 
+from .support import reference_credentials
+
 ROOT = Path(__file__).resolve().parent.parent
 THROWAWAY = "lr_live_" + "0" * 48  # documented in config/keys.toml; never a real key
 THROWAWAY_SHA256 = "3426f99889e4bb3e20e88bda3b78f3fae65b46a5d67c252b36dca551aacbcce4"
@@ -109,10 +111,13 @@ def write(tmp: Path, config: str, keys: str | None) -> Path:
     return tmp / "aroutd.toml"
 
 
-def test_check_reference_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
-        monkeypatch.setenv(name, "test")
+def test_check_reference_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name, value in reference_credentials(tmp_path).items():
+        monkeypatch.setenv(name, value)
     assert check_paths(ROOT / "config" / "aroutd.toml") == []
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    problems = check_paths(ROOT / "config" / "aroutd.toml")
+    assert problems and all("CREDENTIALS_DIRECTORY is not set" in p for p in problems)
 
 
 def test_check_valid(tmp_path: Path) -> None:

@@ -107,3 +107,88 @@ def test_watchdog_interval() -> None:
     assert watchdog_interval_s({}) is None
     assert watchdog_interval_s({"WATCHDOG_USEC": "10000000"}) == 5.0
     assert watchdog_interval_s({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}) is None
+
+
+def _unit_commands(unit: Path, binary: Path) -> dict[str, list[str]]:
+    """ExecStartPre / ExecStart of a unit file, with the installed binary's real path."""
+    out: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in ("ExecStartPre", "ExecStart"):
+            out[key] = [str(binary) if w == "/usr/local/bin/aroutd" else w for w in value.split()]
+    return out
+
+
+@pytest.mark.slow
+def test_install_then_the_shipped_unit_starts_the_shipped_config(tmp_path: Path) -> None:
+    """scripts/install --root, then the unit's own command lines with what systemd gives them."""
+    repo = Path(__file__).resolve().parent.parent
+    root = tmp_path / "root"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AROUTD_", "VIRTUAL_ENV"))}
+    subprocess.run(
+        ["bash", str(repo / "scripts" / "install"), "--root", str(root)],
+        check=True,
+        env={**env, "PYTHON": sys.executable},
+        timeout=600,
+    )
+    etc = root / "etc" / "aroutd"
+    binary = root / "usr" / "local" / "bin" / "aroutd"
+    assert (root / "usr/share/doc/aroutd/README.md").is_file()
+    assert (etc / "credentials").stat().st_mode & 0o777 == 0o700
+    before = sorted(p.name for p in etc.rglob("*"))
+    commands = _unit_commands(root / "etc/systemd/system/aroutd.service", binary)
+
+    creds = tmp_path / "credentials"
+    creds.mkdir(mode=0o700)
+    for name in ("openai_api_key", "anthropic_api_key", "gemini_api_key"):
+        (creds / name).write_text(f"secret-{name}")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    notify_path = str(tmp_path / "notify.sock")
+    unit_env = {
+        **env,
+        "CONFIGURATION_DIRECTORY": str(etc),
+        "STATE_DIRECTORY": str(state),
+        "CREDENTIALS_DIRECTORY": str(creds),
+        "NOTIFY_SOCKET": notify_path,
+    }
+    check = subprocess.run(commands["ExecStartPre"], env=unit_env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+    listener = socket.socket()  # socket activation, as aroutd.socket would: no fixed port
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port, fd = listener.getsockname()[1], listener.fileno()
+    launch = (
+        f"import os; os.dup2({fd}, 3); os.close({fd}); "
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); "
+        f"os.execv({commands['ExecStart'][0]!r}, {commands['ExecStart']!r})"
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(notify_path)
+        popen = subprocess.Popen(
+            [sys.executable, "-c", launch], pass_fds=(fd,), env=unit_env, stderr=subprocess.DEVNULL
+        )
+        listener.close()
+        try:
+            assert any("READY=1" in m for m in _receive_all(notify, "READY=1"))
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+            assert (health.status_code, health.json()) == (200, {"status": "ok"})
+            denied = httpx.get(f"http://127.0.0.1:{port}/v1/models")
+            assert denied.status_code == 401
+            popen.send_signal(signal.SIGTERM)
+            assert popen.wait(15) == 0
+        finally:
+            popen.kill()
+            popen.wait()
+    # state went to $STATE_DIRECTORY, nothing was written next to the (read-only) config
+    assert sorted(p.name for p in state.iterdir()) >= ["aroutd.db", "jwt.secret"]
+    assert (state / "jwt.secret").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in etc.rglob("*")) == before
+
+    (etc / "aroutd.toml").write_text((etc / "aroutd.toml").read_text() + "\n# mine\n")
+    subprocess.run(
+        ["bash", str(repo / "scripts" / "install"), "--root", str(root)],
+        check=True, env={**env, "PYTHON": sys.executable}, timeout=600,
+    )  # fmt: skip
+    assert (etc / "aroutd.toml").read_text().endswith("# mine\n")  # an upgrade keeps it

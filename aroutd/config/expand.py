@@ -74,7 +74,10 @@ def _expand(
     def replace(m: re.Match[str]) -> str:
         file_ref, ref = m.group(1), m.group(2)
         if file_ref is not None:
+            before = len(problems)
             name = _expand(file_ref, path, problems, environ, base, read_file)
+            if len(problems) > before:  # its ${VAR} is missing: that is the one problem
+                return ""
             return _read_reference(name, path, problems, base, read_file)
         if ref is None:  # "$${"
             return "${"

@@ -95,6 +95,9 @@ class Problems:
     def add_at(self, line: int, message: str) -> None:
         self._items.append((line, f"{self.file}:{line}: {message}"))
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def raise_if_any(self) -> None:
         if self._items:
             raise ConfigError([text for _, text in sorted(self._items, key=lambda i: i[0])])
