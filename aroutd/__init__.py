@@ -41,7 +41,8 @@ Trio shell (shell/):
     daemon        listeners, nurseries, SIGHUP/SIGTERM, sd_notify (sdnotify)
     admin         the admin listener: GET /healthz and GET /metrics
 
-The mock upstream (mock/): router, providers, gemini (its pure answers), server (hypercorn).
+The mock upstream (mock/): router, providers, gemini, responses (its pure answers),
+server (hypercorn).
 Entry points: cli (the command line), demo (the quick start), __main__.
 """
 

@@ -1,4 +1,4 @@
-"""The command line (SPEC §1): serve, check, keys new, keys hash, mock-upstream.
+"""The command line (SPEC §1): serve, check, keys new, keys hash, demo, mock-upstream.
 
 Exit codes: 0 success, 1 invalid config / key table or startup failure, 2 usage.
 """
@@ -39,6 +39,17 @@ def _tenant_known(config_path: Path, tenant: str) -> bool | None:
         return None
 
 
+def _address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` for the demo's listeners; else a usage error."""
+    from aroutd.errors import BadRequest
+    from aroutd.mock.server import parse_listen
+
+    try:
+        return parse_listen(text)
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aroutd", description="authenticating edge for LLM APIs")
     sub = p.add_subparsers(dest="command", required=True)
@@ -61,7 +72,20 @@ def _parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("hash", help="read a key on stdin, print its sha256 hex")
 
     demo = sub.add_parser("demo", help="the quick start: mock upstream + daemon + a fresh key")
-    demo.add_argument("--config", default="config/demo.toml")
+    where = demo.add_mutually_exclusive_group()
+    where.add_argument(
+        "--dir",
+        help="folder for the key table and state of the packaged demo config "
+        "(default $XDG_STATE_HOME/aroutd-demo or ~/.local/state/aroutd-demo)",
+    )
+    where.add_argument("--config", help="your own config instead (paths relative to it)")
+    for flag, default in (("listen", "8080"), ("admin-listen", "9901"), ("mock-listen", "9999")):
+        demo.add_argument(
+            f"--{flag}",
+            type=_address,
+            metavar="HOST:PORT",
+            help=f"instead of the config's (127.0.0.1:{default}); port 0 picks a free one",
+        )
 
     mock = sub.add_parser("mock-upstream", help="a fake OpenAI/Anthropic/Gemini upstream")
     mock.add_argument("--listen", default="127.0.0.1:9999")
@@ -111,9 +135,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "demo":
-        from aroutd.demo import run_demo
+        from aroutd.demo import DemoOptions, run_demo
 
-        return run_demo(Path(args.config))
+        options = DemoOptions(
+            config=Path(args.config) if args.config else None,
+            state_dir=Path(args.dir) if args.dir else None,
+            listen=args.listen,
+            admin_listen=args.admin_listen,
+            mock_listen=args.mock_listen,
+        )
+        return run_demo(options)
     if args.command == "mock-upstream":
         from aroutd.mock.server import main as mock_main
 

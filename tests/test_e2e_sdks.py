@@ -69,6 +69,38 @@ def test_openai_chat_streaming_with_usage(d: Daemon) -> None:
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (5, 7)
 
 
+def test_openai_responses(d: Daemon) -> None:
+    r = oai(d).responses.create(model="gpt-4o-mini", input=HELLO)
+    assert r.output_text == "mock reply to 1 messages"
+    assert (r.model, r.status) == ("gpt-4o-mini", "completed")
+    assert r.usage is not None
+    assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (5, 7, 12)
+    # the model is read from the Responses body too: the narrow key gets gpt-4o-mini only
+    assert oai(d, d.keys.narrow).responses.create(model="gpt-4o-mini", input=HELLO).output_text
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        oai(d, d.keys.narrow).responses.create(model="gpt-4o", input=HELLO)
+    assert denied.value.body == {
+        "message": "model 'openai/gpt-4o' is not allowed for this API key",
+        "type": "forbidden_error",
+    }
+
+
+def test_openai_responses_streaming(d: Daemon) -> None:
+    events = list(oai(d).responses.create(model="openai/gpt-4o-mini", input=HELLO, stream=True))
+    assert [e.sequence_number for e in events] == list(range(len(events)))  # none lost
+    assert events[0].type == "response.created"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "mock reply to 1 messages"
+    done = events[-1]
+    assert done.type == "response.completed"
+    assert done.response.output_text == text
+    assert done.response.usage is not None
+    assert (done.response.usage.input_tokens, done.response.usage.output_tokens) == (5, 7)
+    with oai(d).responses.stream(model="gpt-4o-mini", input=HELLO) as stream:
+        final = stream.get_final_response()  # the SDK's helper, checking the event sequence
+    assert final.output_text == text
+
+
 def test_openai_embeddings_and_models(d: Daemon) -> None:
     client = oai(d)
     emb = client.embeddings.create(model="text-embedding-3-small", input="abcdefgh")

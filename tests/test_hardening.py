@@ -290,6 +290,7 @@ class _FaultyPool(UpstreamPool):
 
 class _FaultyResponse:
     status = 200
+    reason = b"OK"
     headers: ClassVar = [(b"content-type", b"text/event-stream")]
 
     async def iter_batches(self) -> AsyncIterator[tuple[list[bytes], bool]]:

@@ -26,6 +26,8 @@ from google.genai import types as genai_types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionStreamOptionsParam
+from openai.types.responses import Response, ResponseInputParam, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from aroutd.errors import BadRequest
 from aroutd.mock import providers as p
@@ -112,6 +114,7 @@ def test_invalid_json_is_a_400_in_the_provider_shape(path: str, body: dict[str, 
         pytest.param("GET", "/", 404, "unknown path /", id="root"),
         pytest.param("GET", "/v1/chat/completions", 405, "method GET not allowed", id="method"),
         pytest.param("DELETE", "/v1/models", 405, "method DELETE not allowed", id="models"),
+        pytest.param("GET", "/v1/responses", 405, "method GET not allowed", id="responses"),
     ],
 )
 def test_unknown_paths_and_methods_are_json(
@@ -121,6 +124,119 @@ def test_unknown_paths_and_methods_are_json(
     assert response.status == status
     assert json.loads(response.body)["error"]["message"] == message
     assert ("content-type", "application/json") in response.headers
+
+
+# the Responses API: (body, input tokens, reply); tokens = characters // 4 + 1 as for chat
+RESPONSES_CASES = [
+    pytest.param({"input": "Hello there, proxy!"}, 5, "mock reply to 1 messages", id="string"),
+    pytest.param(
+        {"input": "Hello there, proxy!", "instructions": "Be terse."},  # 19 + 9 characters
+        8,
+        "mock reply to 1 messages",
+        id="instructions",
+    ),
+    pytest.param(
+        {
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "Hi there"}]},
+                {"type": "message", "role": "assistant", "content": "Hello."},
+                {"role": "user", "content": "Again"},  # 8 + 6 + 5 characters
+            ]
+        },
+        5,
+        "mock reply to 3 messages",
+        id="items",
+    ),
+    pytest.param({"input": []}, 1, "mock reply to 0 messages", id="empty"),
+]
+_STREAM_EVENT = TypeAdapter[ResponseStreamEvent](ResponseStreamEvent)
+
+
+def _sse_data(event: bytes) -> Any:
+    return json.loads(event.split(b"\ndata: ", 1)[1])
+
+
+@pytest.mark.parametrize(("body", "tokens", "text"), RESPONSES_CASES)
+def test_responses_api_answer_is_a_valid_response(
+    body: dict[str, Any], tokens: int, text: str
+) -> None:
+    body = {"model": "openai/gpt-4o", **body}
+    response = respond(_req("/v1/responses", _json(body)), now=1_700_000_123).response
+    assert response.status == 200
+    assert ("content-type", "application/json") in response.headers
+    parsed = Response.model_validate_json(response.body)  # strict: every required field
+    assert parsed.output_text == text
+    assert (parsed.model, parsed.status, parsed.created_at) == (
+        "openai/gpt-4o",
+        "completed",
+        1_700_000_123,
+    )
+    assert json.loads(response.body)["usage"] == {
+        "input_tokens": tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 7,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": tokens + 7,
+    }
+
+
+@pytest.mark.parametrize(("body", "tokens", "text"), RESPONSES_CASES)
+def test_responses_api_stream_is_the_real_event_sequence(
+    body: dict[str, Any], tokens: int, text: str
+) -> None:
+    body = {"model": "gpt-4o", **body}
+    whole = respond(_req("/v1/responses", _json(body)), now=5).response
+    response = respond(_req("/v1/responses", _json({**body, "stream": True})), now=5).response
+    assert response.status == 200
+    assert ("content-type", "text/event-stream") in response.headers
+    events = []
+    for raw in response.events:
+        name, data, end = raw.decode().split("\n", 2)
+        assert (name.startswith("event: "), data.startswith("data: "), end) == (True, True, "\n")
+        event = _STREAM_EVENT.validate_json(data.removeprefix("data: "))
+        assert event.type == name.removeprefix("event: ")
+        events.append(event)
+    words = len(p.reply_words(0))
+    assert [e.type for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * words,
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(getattr(e, "delta", "") for e in events) == text
+    created, completed = (_sse_data(response.events[i])["response"] for i in (0, -1))
+    assert (created["status"], created["output"], created["usage"]) == ("in_progress", [], None)
+    # response.completed carries what the same request without "stream" answers (ids aside:
+    # they hash the request body)
+    other = json.loads(whole.body)
+    assert completed["id"] == created["id"] != other["id"]
+    assert completed["output"][0]["content"] == other["output"][0]["content"]
+    masked = {"id": "", "output": []}
+    assert {**completed, **masked} == {**other, **masked}
+    assert completed["usage"]["input_tokens"] == tokens
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param({"input": "hi"}, "'model' is required and must be a string", id="no-model"),
+        pytest.param({"model": "m", "input": 5}, "'input' must be an array of objects", id="input"),
+        pytest.param({"model": "m", "input": ["hi"]}, "'input' must be an array of objects",
+                     id="input-strings"),
+    ],
+)  # fmt: skip
+def test_responses_api_bad_body_is_an_openai_400(body: dict[str, Any], message: str) -> None:
+    response = respond(_req("/v1/responses", _json(body)), now=0).response
+    assert response.status == 400
+    assert json.loads(response.body) == {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+    }
 
 
 @pytest.mark.parametrize(
@@ -188,6 +304,7 @@ def test_embedding_base64_decodes_to_the_float_vector() -> None:
 
 ROUTED_PATHS = [
     "/v1/chat/completions",
+    "/v1/responses",
     "/v1/embeddings",
     "/v1/messages",
     "/v1/messages/count_tokens",
@@ -201,6 +318,7 @@ FIELD_NAMES = [
     "model", "messages", "input", "contents", "stream", "stream_options", "system",
     "dimensions", "encoding_format", "requests", "content", "systemInstruction",
     "generateContentRequest", "outputDimensionality", "parts", "text", "include_usage",
+    "instructions", "role", "type",
 ]  # fmt: skip
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -338,6 +456,73 @@ async def test_openai_embeddings_and_models(url: str) -> None:
     assert models == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
     model = await _in_thread(lambda: client.models.retrieve("openai/gpt-4o"))
     assert (model.id, model.owned_by) == ("openai/gpt-4o", "openai")
+
+
+RESPONSES_INPUT: ResponseInputParam = [
+    {"role": "user", "content": [{"type": "input_text", "text": "Say hello, mock."}]},  # 16
+]
+RESPONSES_INSTRUCTIONS = "You are terse."  # 14 characters -> 30 // 4 + 1 = 8, as for chat
+
+
+async def test_openai_responses_non_streaming(url: str) -> None:
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
+    start = trio.current_time()
+    response = await _in_thread(
+        lambda: client.responses.create(
+            model="openai/gpt-4o",
+            input=RESPONSES_INPUT,
+            instructions=RESPONSES_INSTRUCTIONS,
+            extra_headers={"X-Mock-Delay-Ms": "100"},
+        )
+    )
+    assert trio.current_time() - start >= 0.1
+    assert response.output_text == "mock reply to 1 messages"
+    assert (response.model, response.status, response.object) == (
+        "openai/gpt-4o",
+        "completed",
+        "response",
+    )
+    assert response.id.startswith("resp_mock")
+    assert response.instructions == RESPONSES_INSTRUCTIONS
+    usage = response.usage
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (8, 7, 15)
+    assert usage.input_tokens_details.cached_tokens == 0
+    assert usage.output_tokens_details.reasoning_tokens == 0
+    text = await _in_thread(
+        lambda: client.responses.create(model="gpt-4o", input="Hello there, proxy!").output_text
+    )
+    assert text == "mock reply to 1 messages"
+
+
+async def test_openai_responses_streaming(url: str) -> None:
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
+
+    def run_raw() -> list[Any]:
+        stream = client.responses.create(
+            model="gpt-4o", input=RESPONSES_INPUT, instructions=RESPONSES_INSTRUCTIONS, stream=True
+        )
+        return list(stream)
+
+    events = await _in_thread(run_raw)
+    assert events[0].type == "response.created"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == (
+        "mock reply to 1 messages"
+    )
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.output_text == "mock reply to 1 messages"
+    usage = events[-1].response.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (8, 7, 15)
+
+    def run_helper() -> tuple[str, Response]:
+        # the SDK's stream helper accumulates the events into the final response, checking them
+        with client.responses.stream(model="gpt-4o", input="Hello there, proxy!") as stream:
+            text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+            return text, stream.get_final_response()
+
+    text, final = await _in_thread(run_helper)
+    assert text == final.output_text == "mock reply to 1 messages"
+    assert final.usage is not None and final.usage.total_tokens == 12
 
 
 async def test_openai_error_status_from_header(url: str) -> None:
@@ -565,6 +750,14 @@ async def test_each_openai_event_arrives_as_its_own_chunk(slow_url: str) -> None
     assert all(c.startswith(b"data: ") and c.endswith(b"\n\n") for c in chunks)
     assert all(c.count(b"data: ") == 1 for c in chunks)
     assert chunks[-1] == b"data: [DONE]\n\n"
+
+
+async def test_each_responses_api_event_arrives_as_its_own_chunk(slow_url: str) -> None:
+    body = {"model": "gpt-4o", "input": "Hello", "stream": True}
+    chunks = await _raw_chunks(slow_url, "/v1/responses", body)
+    assert len(chunks) == 13  # created, in_progress, item, part, five words, four closing
+    assert all(c.startswith(b"event: response.") and c.endswith(b"}\n\n") for c in chunks)
+    assert chunks[-1].startswith(b"event: response.completed\ndata: ")
 
 
 async def test_each_anthropic_and_gemini_event_arrives_alone(url: str) -> None:

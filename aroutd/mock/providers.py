@@ -1,15 +1,17 @@
 """The fake OpenAI and Anthropic behind ``aroutd mock-upstream``, and what all fakes share.
 
-Each builder takes the decoded JSON body (and ``now`` where the provider puts a time in) and
-returns a :class:`MockResponse` shaped like the real provider's answer. Nothing here does
-I/O: ``mock_router`` picks the builder, ``mock_upstream`` plays the response out over ASGI.
-Gemini lives in ``mock_gemini``, built from the helpers here.
+OpenAI: chat completions, embeddings, models. Each builder takes the decoded JSON body
+(and ``now`` where the provider puts a time in) and returns a :class:`MockResponse`
+shaped like the real provider's answer. Nothing here does I/O: ``router`` picks the
+builder, ``server`` plays the response out over ASGI. Gemini lives in ``gemini`` and
+the OpenAI Responses API in ``responses``, built from the helpers here.
 
 Rules that make the fake useful to tests:
 
 - usage is deterministic: prompt tokens = characters of the request's text // 4 + 1
   (embeddings: per input), completion tokens are always ``COMPLETION_TOKENS``;
-- the reply text is ``"mock reply to N messages"``, streamed one word per event;
+- the reply text is ``"mock reply to N messages"`` (N counts messages, or the Responses API's
+  input items, a string input being one), streamed one word per event;
 - the model is echoed exactly as received (``openai/gpt-4o`` stays ``openai/gpt-4o``);
 - ids are derived from the request body, so the same request gets the same answer;
 - a body the builder cannot use raises :class:`aroutd.errors.BadRequest`, which the
@@ -47,7 +49,9 @@ __all__ = [
     "prompt_tokens",
     "reply_words",
     "request_id",
+    "sse_event",
     "sse_response",
+    "string_field",
     "text_chars",
 ]
 
@@ -89,6 +93,11 @@ def dumps(payload: object) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
+def sse_event(name: str, payload: Json) -> bytes:
+    """One SSE event with an ``event:`` line, as Anthropic and the Responses API send them."""
+    return f"event: {name}\ndata: {dumps(payload)}\n\n".encode()
+
+
 def text_chars(content: object) -> int:
     """Characters of text in a string, a list of strings or a list of ``{"text": ...}`` parts."""
     if isinstance(content, str):
@@ -122,7 +131,7 @@ def object_list(body: Json, key: str) -> list[Json]:
     return value
 
 
-def _string_field(body: Json, key: str) -> str:
+def string_field(body: Json, key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value:
         raise BadRequest(f"'{key}' is required and must be a string")
@@ -153,7 +162,7 @@ def _openai_usage(prompt: int) -> Json:
 
 def openai_chat(body: Json, raw: bytes, *, now: int) -> MockResponse:
     """POST /v1/chat/completions, streaming when ``"stream": true``."""
-    model = _string_field(body, "model")
+    model = string_field(body, "model")
     messages = object_list(body, "messages")
     prompt = prompt_tokens(sum(text_chars(m.get("content")) for m in messages))
     words = reply_words(len(messages))
@@ -249,7 +258,7 @@ def embedding_dims(value: object, default: int) -> int:
 
 def openai_embeddings(body: Json) -> MockResponse:
     """POST /v1/embeddings, with ``encoding_format`` float (default) or base64."""
-    model = _string_field(body, "model")
+    model = string_field(body, "model")
     inputs = _embedding_inputs(body.get("input"))
     dims = embedding_dims(body.get("dimensions"), DEFAULT_EMBEDDING_DIMS)
     fmt = body.get("encoding_format", "float")
@@ -293,18 +302,14 @@ def _anthropic_prompt(body: Json) -> tuple[int, int]:
 
 def anthropic_count_tokens(body: Json) -> MockResponse:
     """POST /v1/messages/count_tokens."""
-    _string_field(body, "model")
+    string_field(body, "model")
     prompt, _ = _anthropic_prompt(body)
     return json_response(200, {"input_tokens": prompt})
 
 
-def _anthropic_event(name: str, payload: Json) -> bytes:
-    return f"event: {name}\ndata: {dumps(payload)}\n\n".encode()
-
-
 def anthropic_messages(body: Json, raw: bytes) -> MockResponse:
     """POST /v1/messages, streaming (the real event sequence) when ``"stream": true``."""
-    model = _string_field(body, "model")
+    model = string_field(body, "model")
     prompt, n_messages = _anthropic_prompt(body)
     words = reply_words(n_messages)
     message: Json = {
@@ -327,8 +332,8 @@ def anthropic_messages(body: Json, raw: bytes) -> MockResponse:
     start = {**message, "content": [], "stop_reason": None}
     start["usage"] = {**message["usage"], "output_tokens": 1}
     events = [
-        _anthropic_event("message_start", {"type": "message_start", "message": start}),
-        _anthropic_event(
+        sse_event("message_start", {"type": "message_start", "message": start}),
+        sse_event(
             "content_block_start",
             {
                 "type": "content_block_start",
@@ -336,25 +341,23 @@ def anthropic_messages(body: Json, raw: bytes) -> MockResponse:
                 "content_block": {"type": "text", "text": ""},
             },
         ),
-        _anthropic_event("ping", {"type": "ping"}),
+        sse_event("ping", {"type": "ping"}),
     ]
     for word in words:
         delta = {"type": "text_delta", "text": word}
         events.append(
-            _anthropic_event(
+            sse_event(
                 "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
             )
         )
-    events.append(
-        _anthropic_event("content_block_stop", {"type": "content_block_stop", "index": 0})
-    )
+    events.append(sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
     message_delta = {
         "type": "message_delta",
         "delta": {"stop_reason": "end_turn", "stop_sequence": None},
         "usage": {"output_tokens": COMPLETION_TOKENS},
     }
-    events.append(_anthropic_event("message_delta", message_delta))
-    events.append(_anthropic_event("message_stop", {"type": "message_stop"}))
+    events.append(sse_event("message_delta", message_delta))
+    events.append(sse_event("message_stop", {"type": "message_stop"}))
     return sse_response(events)
 
 

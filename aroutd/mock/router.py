@@ -3,8 +3,8 @@
 
 Routes (a model may carry a ``provider/`` prefix; it is echoed back as received):
 
-- OpenAI: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
-  ``GET /v1/models/{id}``.
+- OpenAI: ``POST /v1/chat/completions``, ``POST /v1/responses`` (the Responses API),
+  ``POST /v1/embeddings``, ``GET /v1/models``, ``GET /v1/models/{id}``.
 - Anthropic: ``POST /v1/messages``, ``POST /v1/messages/count_tokens``; ``GET /v1/models``
   with an ``anthropic-version`` header lists Claude models.
 - Gemini, under ``/v1beta/models/`` and ``/v1/models/``: ``{model}:generateContent``,
@@ -33,6 +33,7 @@ from urllib.parse import parse_qs
 from aroutd.errors import BadRequest, HTTPError, MethodNotAllowed, NotFound
 from aroutd.mock import gemini as g
 from aroutd.mock import providers as p
+from aroutd.mock import responses
 
 __all__ = [
     "ECHO_PATHS",
@@ -207,6 +208,9 @@ def _route(req: MockRequest, *, now: int) -> p.MockResponse:
     if path == "/v1/chat/completions":
         _require(method, "POST")
         return p.openai_chat(_json_object(req.body), req.body, now=now)
+    if path == "/v1/responses":
+        _require(method, "POST")
+        return responses.openai_responses(_json_object(req.body), req.body, now=now)
     if path == "/v1/embeddings":
         _require(method, "POST")
         return p.openai_embeddings(_json_object(req.body))
