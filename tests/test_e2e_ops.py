@@ -66,7 +66,9 @@ def test_sighup_adds_a_key_and_keeps_the_old_table_when_broken(d: Daemon) -> Non
     assert _get(d, fresh) == 200 and _get(d, d.keys.api) == 200
 
 
-def test_sigterm_drains_a_stream_in_flight_and_exits_0(d: Daemon) -> None:
+@pytest.mark.parametrize("reload_too", [False, True], ids=["sigterm", "then-sighup"])
+def test_sigterm_drains_a_stream_in_flight_and_exits_0(d: Daemon, reload_too: bool) -> None:
+    """reload_too: a SIGHUP while draining (systemctl reload) once killed the process."""
     got: dict[str, object] = {}
     first = threading.Event()
 
@@ -87,6 +89,8 @@ def test_sigterm_drains_a_stream_in_flight_and_exits_0(d: Daemon) -> None:
     assert first.wait(10)
     d.proc.popen.send_signal(signal.SIGTERM)
     d.proc.wait_for('"event":"draining"', timeout=10)
+    if reload_too:
+        d.proc.popen.send_signal(signal.SIGHUP)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{d.base}/healthz", timeout=2)
     t.join(20)
@@ -156,3 +160,19 @@ def test_sigterm_during_a_reload_does_not_wait_for_the_parser(d: Daemon) -> None
     took = time.monotonic() - sent
     assert d.proc.events("reload") == []  # stopped before the parse could finish
     assert took < 1.0, f"exit took {took:.2f} s after SIGTERM"
+
+
+def test_a_sighup_during_a_reload_reloads_again(d: Daemon) -> None:
+    # the second SIGHUP comes after the running reload read the file: it must not be lost
+    table = d.config.parent / "keys.toml"
+    table.write_text(_million_key_table(d.keys, 200_000))
+    d.proc.popen.send_signal(signal.SIGHUP)
+    time.sleep(0.2)  # the first reload has read the file and is parsing it
+    fresh = new_key()
+    table.write_text(
+        table.read_text() + f'\n[[keys]]\nid = "fresh"\ntenant = "acme"\nsha256 = "{sha(fresh)}"\n'
+    )
+    d.proc.popen.send_signal(signal.SIGHUP)
+    assert _wait_reload(d, 1)["keys"] == 200_005
+    assert _wait_reload(d, 2)["keys"] == 200_006
+    assert _get(d, fresh) == 200

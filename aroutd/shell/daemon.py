@@ -18,6 +18,7 @@ import signal
 import socket
 import ssl
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,28 +188,39 @@ async def reload_keys(rt: Runtime) -> bool:
     return True
 
 
-async def _signals(rt: Runtime, accept_scope: trio.CancelScope) -> None:
-    reloading = False
+Signals = AsyncIterator[int]  # what trio.open_signal_receiver yields
+HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+SIGNAL_FLUSH_S = 0.01  # at exit: long enough to take the signals already pending
+
+
+async def _signals(rt: Runtime, signals: Signals, accept_scope: trio.CancelScope) -> None:
+    """SIGHUP: reload (one at a time; one that comes during a reload runs another after
+    it, so the newest file is always read). SIGTERM / SIGINT: stop accepting."""
+    state = {"running": False, "again": False}
 
     async def reload_task() -> None:
-        nonlocal reloading
         try:
-            await reload_keys(rt)
+            while True:
+                state["again"] = False
+                await reload_keys(rt)
+                if not state["again"]:
+                    return
         finally:
-            reloading = False
+            state["running"] = False
 
     async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    if not reloading:  # a reload already running will see the newest file
-                        reloading = True
-                        nursery.start_soon(reload_task)
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                if state["running"]:
+                    state["again"] = True
                 else:
-                    logsink.event("shutdown", signal=signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    accept_scope.cancel()
-                    return
+                    state["running"] = True
+                    nursery.start_soon(reload_task)
+            else:
+                logsink.event("shutdown", signal=signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                accept_scope.cancel()
+                return
 
 
 async def serve(
@@ -222,6 +234,22 @@ async def serve(
     problems = unsupported(cfg)
     if problems:
         raise ConfigError(problems)
+    # From here to the end of the drain our handlers own the signals: a SIGHUP while the
+    # table loads or while draining (systemctl reload) waits in the receiver instead of
+    # killing the process with the default action.
+    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+        await _serve_with_signals(cfg, signals, task_status)
+        # trio redelivers what is still pending when the receiver closes, and a SIGHUP's
+        # default action would end us now with a signal instead of exit 0: take them.
+        with trio.move_on_after(SIGNAL_FLUSH_S):
+            async for signum in signals:
+                logsink.event("signal_ignored", signal=signal.Signals(signum).name)
+    logsink.event("stopped")
+
+
+async def _serve_with_signals(
+    cfg: Config, signals: Signals, task_status: trio.TaskStatus[Bound]
+) -> None:
     keytable = await trio.to_thread.run_sync(load_keytable, cfg.keys.file)
     store = SqliteStore.open(cfg.state.path)
     rt: Runtime | None = None
@@ -240,7 +268,7 @@ async def serve(
         admin_at = cfg.server.admin_listen
         admin = await _open_listeners(cfg, (admin_at,)) if admin_at else []
         opened += admin
-        await _serve_listeners(rt, api, admin, tls, task_status)
+        await _serve_listeners(rt, api, admin, tls, signals, task_status)
     finally:
         with trio.CancelScope(shield=True):
             for listener in opened:
@@ -248,7 +276,6 @@ async def serve(
             if rt is not None:
                 await rt.aclose()
         store.close()
-    logsink.event("stopped")
 
 
 async def _serve_listeners(
@@ -256,6 +283,7 @@ async def _serve_listeners(
     api: list[trio.SocketListener],
     admin: list[trio.SocketListener],
     tls: ssl.SSLContext | None,
+    signals: Signals,
     task_status: trio.TaskStatus[Bound],
 ) -> None:
     """Accept until a signal says stop; then stop accepting and drain the handlers."""
@@ -267,7 +295,7 @@ async def _serve_listeners(
                 accepting.start_soon(_accept_loop, rt, listener, handlers, handle_request, tls)
             for listener in admin:
                 accepting.start_soon(_accept_loop, rt, listener, handlers, handle_admin)
-            accepting.start_soon(_signals, rt, accepting.cancel_scope)
+            accepting.start_soon(_signals, rt, signals, accepting.cancel_scope)
             ping_s = watchdog_interval_s()
             if ping_s is not None:
                 accepting.start_soon(_watchdog, ping_s)
