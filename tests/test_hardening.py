@@ -465,3 +465,25 @@ async def test_a_refused_websocket_handshake_is_relayed_or_cut(
         health = await request(port, "GET", "/healthz")
         assert (health.status, health.json()) == (200, {"status": "ok"})
         nursery.cancel_scope.cancel()
+
+
+async def test_an_upstreams_401_is_not_counted_as_our_auth_failure(tmp_path: Path) -> None:
+    up = OddUpstream()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(up.serve)
+        keys = Keys()
+        cfg = make_config(tmp_path, up.port, keys, admin_listen=("127.0.0.1", 0))
+        bound = await nursery.start(serve, cfg)
+        port, admin = bound.addresses[0][1], bound.admin[0][1]
+        # cut mid-body, so our access record says "upstream broke mid-response"
+        up.scripts["u401"] = Script(
+            answer=b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 40\r\n\r\nno", keep_alive=False
+        )
+        head = f"GET /v1/x/u401 HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {keys.api}\r\n\r\n"
+        cut = await raw_exchange(port, head.encode())
+        assert cut.startswith(b"HTTP/1.1 401 Unauthorized\r\n") and cut.endswith(b"no")
+        await request(port, "GET", "/v1/models", [bearer(new_key())])  # ours: invalid api key
+        text = (await request(admin, "GET", "/metrics")).body.decode()
+        failures = [line for line in text.splitlines() if line.startswith("aroutd_auth_failures")]
+        assert failures == ['aroutd_auth_failures_total{reason="invalid api key"} 1']
+        nursery.cancel_scope.cancel()

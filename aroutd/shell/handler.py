@@ -92,10 +92,13 @@ async def handle_request(
     rid = request_id_from(headers) or _new_request_id()
     rec.request_id = rid
     keep = True
+    auth_failure: str | None = None  # an upstream's own 401 is not our auth failure
     try:
         await _dispatch(rt, client, req, headers, info, rec)
     except HTTPError as err:
         keep = await _answer_error(rt, client, rec, err)
+        if err.status in (401, 429):  # ours, a closed set of messages: safe as label values
+            auth_failure = err.message
     except Cut:
         keep = False
     except ClientGone:
@@ -122,8 +125,7 @@ async def handle_request(
             auth_method=rec.auth_method,
             duration_s=duration_s,
             upstream_s=None if rec.ttfb_ms is None else rec.ttfb_ms / 1000,
-            # our own 401/429 messages are a closed set: safe as label values
-            auth_failure=rec.error if rec.status in (401, 429) else None,
+            auth_failure=auth_failure,
         )
     return keep and client.can_reuse()
 
