@@ -56,9 +56,10 @@ def normalize_target(target: bytes) -> Target:
     if b"\\" in raw_path:
         raise BadRequest(MSG_INVALID_PATH)
     path = _PCT_RE.sub(_decode_unreserved, raw_path) if b"%" in raw_path else raw_path
-    for segment in path.split(b"/"):
-        if segment in (b".", b".."):
-            raise BadRequest(MSG_INVALID_PATH)
+    if b"/." in path:  # a dot segment starts right after a slash (the path starts with one)
+        for segment in path.split(b"/"):
+            if segment in (b".", b".."):
+                raise BadRequest(MSG_INVALID_PATH)
     return Target(path=path.decode("ascii"), query=query)
 
 

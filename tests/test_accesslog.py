@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from aroutd.accesslog import AccessRecord, format_line
 from aroutd.shell.logsink import event, write
 
@@ -34,3 +37,12 @@ def test_write_survives_a_closed_stream_and_events_are_json() -> None:
     event("reload", out, result="ok", keys=3)
     data = json.loads(out.getvalue())
     assert (data["event"], data["result"], data["keys"]) == ("reload", "ok", 3)
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_line_times_are_the_isoformat_of_the_timestamps(ts: float) -> None:
+    from datetime import UTC, datetime
+
+    data = json.loads(format_line(AccessRecord(time=ts, start=ts)))
+    expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    assert data["time"] == data["start"] == expected

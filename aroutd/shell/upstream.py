@@ -75,12 +75,13 @@ def UpstreamTimeout() -> GatewayTimeout:
 
 
 class _Conn:
-    __slots__ = ("h11", "received", "sock", "stream")
+    __slots__ = ("_poller", "h11", "received", "sock", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
         self.received = False  # a byte of the current request's answer has arrived
+        self._poller: select.poll | None = None  # made once, at the first clean() check
         # plain TCP: the raw socket, to wait for readability before a recv()
         self.sock = stream.socket if isinstance(stream, trio.SocketStream) else None
 
@@ -97,12 +98,13 @@ class _Conn:
         or the upstream closing): only then may the next request use this connection."""
         if not self.drained():
             return False
-        raw = self._raw_socket()
-        if raw is None:
-            return True
-        poller = select.poll()
-        poller.register(raw.fileno(), select.POLLIN | select.POLLPRI)
-        return not poller.poll(0)
+        if self._poller is None:
+            raw = self._raw_socket()
+            if raw is None:
+                return True
+            self._poller = select.poll()
+            self._poller.register(raw.fileno(), select.POLLIN | select.POLLPRI)
+        return not self._poller.poll(0)
 
     def _raw_socket(self) -> trio.socket.SocketType | None:
         if self.sock is not None:
