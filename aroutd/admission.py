@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 from aroutd.config.parse import RouteConfig, UpstreamConfig
 from aroutd.credentials import strip_query_key
 from aroutd.errors import BadRequest, MethodNotAllowed, NotFound
-from aroutd.headers import Headers
+from aroutd.headers import Headers, values_of
 from aroutd.policy import Endpoint, authorize_model
 from aroutd.principal import Principal
 from aroutd.routing import RouteMatch, match_route, request_model, resolve, rewrite_body_model
@@ -46,7 +46,6 @@ Kind = Literal["healthz", "signin"] | Endpoint
 class Admitted:
     """A request head that may go on to authentication."""
 
-    method: bytes
     target: Target
     kind: Kind
     route: RouteConfig | None  # for "inference"; None answers 404 after authentication
@@ -67,7 +66,7 @@ def is_upgrade(method: bytes, headers: Headers) -> bool:
     """A WebSocket opening handshake (RFC 6455 §4.1): GET with Upgrade: websocket."""
     if method != b"GET":
         return False
-    return any(n == b"upgrade" and v.strip().lower() == b"websocket" for n, v in headers)
+    return any(v.strip().lower() == b"websocket" for v in values_of(headers, b"upgrade"))
 
 
 def admit_head(
@@ -95,9 +94,7 @@ def admit_head(
         route = match_route(routes, path)
         if route is None and not path.startswith(PROTECTED_PREFIXES):
             raise NotFound("not found")
-    return Admitted(
-        method=method, target=target, kind=kind, route=route, upgrade=is_upgrade(method, headers)
-    )
+    return Admitted(target=target, kind=kind, route=route, upgrade=is_upgrade(method, headers))
 
 
 def plan_forward(
