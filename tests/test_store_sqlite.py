@@ -15,7 +15,7 @@ import pytest
 
 from aroutd.errors import ConfigError, ServiceUnavailable
 from aroutd.store.base import StateStore, WalletAccount
-from aroutd.store.sqlite import SqliteStore
+from aroutd.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -136,14 +136,14 @@ def test_files_modes_and_pragmas(store: SqliteStore, db: Path) -> None:
     conn = store._conn
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
-    assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 def test_reopen_keeps_schema(db: Path) -> None:
     SqliteStore.open(db).close()
     SqliteStore.open(db).close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()
 
 

@@ -40,7 +40,7 @@ from aroutd.auth.siwx import SiwxPayload, decode_header, parse_timestamp
 from aroutd.auth.walletjwt import WalletTokens
 from aroutd.config.parse import Config
 from aroutd.errors import BadRequest, Unauthorized
-from aroutd.store.base import StateStore
+from aroutd.store.base import WalletStore
 
 __all__ = [
     "FUTURE_SKEW_S",
@@ -198,7 +198,7 @@ def sign_in(
     header_value: bytes,
     *,
     settings: SigninSettings,
-    store: StateStore,
+    store: WalletStore,
     tokens: WalletTokens,
     now: datetime,
 ) -> dict[str, str]:

@@ -29,7 +29,15 @@ from aroutd.config.tomlscan import scan_positions
 from aroutd.keytable.fast import Layout, fast_entries, head
 from aroutd.keytable.fast import NotSimple as _NotSimple
 
-__all__ = ["ID_RE", "KeyEntry", "KeyTable", "Tenant", "parse_keytable"]
+__all__ = [
+    "ID_RE",
+    "LIMIT_FIELDS",
+    "RATE_FIELDS",
+    "KeyEntry",
+    "KeyTable",
+    "Tenant",
+    "parse_keytable",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +47,13 @@ class Tenant:
     allowed_models: tuple[str, ...] = ()  # fnmatch globs; empty = any
     limit: float | None = None  # USD per period; None = unlimited
     limit_reset: str | None = None  # "daily" | "weekly" | "monthly"; None = lifetime
+    rpm_limit: int | None = None  # requests per minute (SPEC §9); None = none
+    rpd_limit: int | None = None  # requests per UTC day
+    tpm_limit: int | None = None  # tokens per minute
+
+    def limits(self) -> dict[str, float | int | None]:
+        """The spending and rate limits by name, as the management API narrows them."""
+        return {name: getattr(self, name) for name in LIMIT_FIELDS}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,7 +69,14 @@ class KeyEntry:
     limit_reset: str | None = None
     expires_at: datetime | None = None  # aware, UTC
     disabled: bool = False
+    rpm_limit: int | None = None
+    rpd_limit: int | None = None
+    tpm_limit: int | None = None
     source: str = "file"  # "file" (key table) | "store" (management API)
+    # keys created over the management API (SPEC §7); None for key-table keys
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    created_by: str | None = None  # id of the management key that made it
 
     def usable(self, now: datetime) -> bool:
         """False for disabled or expired keys (both answer 401 `invalid api key`)."""
@@ -75,6 +97,20 @@ class KeyTable:
         if dispose is not None:
             dispose()
 
+    def api_keys_by_tenant(self) -> dict[str, list[bytes]]:
+        """tenant -> the digests of its API keys, in file order. One pass over every
+        key (a second for a million): call it from a worker thread."""
+        out: dict[str, list[bytes]] = {}
+        if isinstance(self.by_digest, _FileKeys):
+            for digest, (_, _, tenant, key_type, _) in self.by_digest.rows().items():
+                if key_type == "api":
+                    out.setdefault(tenant, []).append(digest)
+            return out
+        for digest, entry in self.by_digest.items():
+            if entry.type == "api":
+                out.setdefault(entry.tenant, []).append(digest)
+        return out
+
     def lookup(self, digest: bytes) -> KeyEntry | None:
         """The entry whose digest equals ``digest``, compared in constant time (SPEC §4)."""
         entry = self.by_digest.get(digest)
@@ -89,6 +125,8 @@ class KeyTable:
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _RESETS = ("daily", "weekly", "monthly")
+RATE_FIELDS = ("rpm_limit", "rpd_limit", "tpm_limit")
+LIMIT_FIELDS = ("limit", *RATE_FIELDS)
 _KEY_TYPES = {"api": "api", "management": "management"}  # one shared str per type
 _BASIC_FIELDS = frozenset(("id", "tenant", "type", "sha256"))
 _EXPECTED = {
@@ -99,6 +137,9 @@ _EXPECTED = {
     "limit_reset": '"daily", "weekly" or "monthly"',
     "expires_at": "a TOML date-time such as 2027-01-01T00:00:00Z",
     "disabled": "true or false",
+    "rpm_limit": "a positive integer",
+    "rpd_limit": "a positive integer",
+    "tpm_limit": "a positive integer",
 }
 _KEY_FIELDS = _BASIC_FIELDS | _EXPECTED.keys()
 
@@ -125,6 +166,9 @@ class _FileKeys(Mapping[bytes, KeyEntry]):
 
     def __contains__(self, digest: object) -> bool:
         return digest in self._rows
+
+    def rows(self) -> Mapping[bytes, _Row]:
+        return self._rows
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._rows)
@@ -263,6 +307,7 @@ def _tenants(t: Table) -> dict[str, Tenant]:
             allowed_models=sub.strings("allowed_models"),
             limit=limit,
             limit_reset=reset,
+            **{name: sub.integer(name, 0) or None for name in RATE_FIELDS if sub.has(name)},
         )
         sub.finish()
     return tenants
@@ -311,7 +356,9 @@ def _optional(d: dict[str, Any], errors: list[_Problem]) -> dict[str, Any]:
         elif name == "expires_at" and isinstance(value, datetime):
             aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
             out[name] = aware.astimezone(UTC)  # naive means UTC
-        elif name == "disabled" and isinstance(value, bool):
+        elif (name == "disabled" and isinstance(value, bool)) or (
+            name in RATE_FIELDS and _count(value)
+        ):
             out[name] = value
         elif name not in _KEY_FIELDS:
             errors.append((name, f"{name}: unknown field"))
@@ -322,6 +369,10 @@ def _optional(d: dict[str, Any], errors: list[_Problem]) -> dict[str, Any]:
 
 def _strings(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _count(value: object) -> bool:
+    return type(value) is int and value >= 1
 
 
 def _amount(value: object) -> bool:

@@ -10,19 +10,37 @@ every implementation must be safe to call from several threads at once.
 Times are aware UTC datetimes passed in by the caller (the store never reads a clock),
 so tests drive expiry with plain values.
 
-This first piece covers wallet sign-in (§8). The management API (keys created over
-HTTP, §7), usage accounting (counters per key and tenant and period, §9) and x402
-(wallet balances, credits, seen payments, §10) extend this protocol with their own
-methods; each keeps the rule that an acknowledged write is durable.
+It holds wallet sign-in (§8) and the keys created over the management API (§7).
+Usage accounting (counters per key and tenant and period, §9) and x402 (wallet
+balances, credits, seen payments, §10) extend this protocol with their own methods;
+each keeps the rule that an acknowledged write is durable.
+
+Keys: every write of a key gives it the next number of one change sequence, shared by
+every process on the store, and a deleted key leaves a tombstone with its number. A
+daemon holds the keys in memory (:mod:`aroutd.keytable.stored`) and keeps them current
+with :meth:`StateStore.key_changes` (its own writes and other instances' alike), so a
+request never waits on the store.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["StateStore", "WalletAccount"]
+from aroutd.keytable.table import KeyEntry
+
+__all__ = ["KeyChange", "KeyStore", "StateStore", "WalletAccount", "WalletStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """One key as of change number ``seq``; ``entry`` None: deleted."""
+
+    seq: int
+    digest: bytes = field(repr=False)
+    entry: KeyEntry | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,7 +52,9 @@ class WalletAccount:
     created_at: datetime  # aware, UTC
 
 
-class StateStore(Protocol):
+class WalletStore(Protocol):
+    """Wallet sign-in's part of the store (SPEC §8)."""
+
     def use_nonce(self, nonce: str, expires_at: datetime, now: datetime) -> bool:
         """Record a sign-in nonce; True on its first use, False when seen before.
 
@@ -48,6 +68,36 @@ class StateStore(Protocol):
     def ensure_wallet(self, account: str, now: datetime) -> WalletAccount:
         """The wallet account for a CAIP-10 ``account``, created (durably) on first call."""
         ...
+
+
+class KeyStore(Protocol):
+    """The management API's part of the store (SPEC §7)."""
+
+    def key_changes(self, after: int) -> Sequence[KeyChange]:
+        """Every key written or deleted after change number ``after`` (0: all of them), the
+        latest state of each, in change order. Tombstones are included."""
+        ...
+
+    def create_key(self, entry: KeyEntry) -> KeyChange:
+        """Store a new key (``entry.digest`` not known before), durably."""
+        ...
+
+    def update_key(
+        self, digest: bytes, tenant: str | None, change: Callable[[KeyEntry], KeyEntry]
+    ) -> KeyChange | None:
+        """Replace a stored key by ``change(current)``, read and written in one transaction
+        (so concurrent writers from several processes never lose each other's changes);
+        ``change`` may raise to refuse, which writes nothing. None when no such key, or it
+        belongs to another tenant than ``tenant`` (None: any tenant)."""
+        ...
+
+    def delete_key(self, digest: bytes, tenant: str | None) -> KeyChange | None:
+        """Delete a stored key, durably, leaving a tombstone; None as for update_key."""
+        ...
+
+
+class StateStore(WalletStore, KeyStore, Protocol):
+    """Everything the daemon keeps: each part above, and closing."""
 
     def close(self) -> None:
         """Release connections and files; the store is not used afterwards."""

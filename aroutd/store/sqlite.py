@@ -6,7 +6,12 @@
 - One connection shared by the daemon's worker threads (``check_same_thread=False``)
   behind a lock; each write is its own autocommit transaction.
 - The schema is versioned with ``PRAGMA user_version``: ``_MIGRATIONS[i]`` moves a file
-  from version i to i + 1. Later features (management keys, usage, balances) append.
+  from version i to i + 1, in place and all or nothing. Later features (usage, balances)
+  append.
+- Keys of the management API (§7): their sha256 and fields, never the key. A write takes
+  the next number of ``api_keys.seq`` inside a ``BEGIN IMMEDIATE`` transaction, so the
+  numbers are committed in order by every process sharing the file, and other instances
+  find the change with one indexed query (:meth:`SqliteStore.key_changes`).
 
 A database that cannot be opened is a ConfigError (startup fails, naming the file); an
 error while serving is 503 ``state store unavailable``, the cause kept in the traceback.
@@ -14,19 +19,21 @@ error while serving is 503 ``state store unavailable``, the cause kept in the tr
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aroutd.errors import ConfigError, ServiceUnavailable
-from aroutd.store.base import WalletAccount
+from aroutd.keytable.table import KeyEntry
+from aroutd.store.base import KeyChange, WalletAccount
 
-__all__ = ["SqliteStore"]
+__all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 _T = TypeVar("_T")
 _BUSY_S = 5.0  # wait this long for another process's write lock
@@ -45,7 +52,39 @@ _MIGRATIONS = (
         created_at REAL NOT NULL
     );
     """,
+    # 1 -> 2: keys created through the management API (SPEC §7)
+    """
+    CREATE TABLE api_keys (
+        hash TEXT PRIMARY KEY,          -- sha256 hex of the key; the key itself is nowhere
+        seq INTEGER NOT NULL UNIQUE,    -- change number of the latest write
+        deleted INTEGER NOT NULL DEFAULT 0,  -- 1: a tombstone, kept for other instances
+        id TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        allowed_providers TEXT NOT NULL,  -- JSON array
+        allowed_models TEXT NOT NULL,     -- JSON array
+        spend_limit REAL,
+        limit_reset TEXT,
+        rpm_limit INTEGER,
+        rpd_limit INTEGER,
+        tpm_limit INTEGER,
+        expires_at REAL,
+        disabled INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        created_by TEXT
+    );
+    CREATE INDEX api_keys_tenant ON api_keys (tenant);
+    """,
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
+_KEY_COLUMNS = (
+    "seq, hash, deleted, id, tenant, type, name, allowed_providers, allowed_models,"
+    " spend_limit, limit_reset, rpm_limit, rpd_limit, tpm_limit, expires_at, disabled,"
+    " created_at, updated_at, created_by"
+)
+_NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM api_keys)"
 
 
 class SqliteStore:
@@ -141,9 +180,140 @@ class SqliteStore:
         self._wallets[account] = wallet
         return wallet
 
+    def key_changes(self, after: int) -> Sequence[KeyChange]:
+        def op(conn: sqlite3.Connection) -> list[KeyChange]:
+            rows = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE seq > ? ORDER BY seq", (after,)
+            )
+            return [_change(row) for row in rows]
+
+        return self._run(op)
+
+    def create_key(self, entry: KeyEntry) -> KeyChange:
+        def op(conn: sqlite3.Connection) -> KeyChange:
+            conn.execute(
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({_NEXT_SEQ}, ?, 0{', ?' * 16})",
+                (entry.digest.hex(), *_key_values(entry)),
+            )
+            return _read_key(conn, entry.digest)
+
+        return self._write(op)
+
+    def update_key(
+        self, digest: bytes, tenant: str | None, change: Callable[[KeyEntry], KeyEntry]
+    ) -> KeyChange | None:
+        def op(conn: sqlite3.Connection) -> KeyChange | None:
+            current = _read_key(conn, digest)
+            if current.entry is None or (tenant is not None and current.entry.tenant != tenant):
+                return None
+            new = change(current.entry)
+            conn.execute(
+                f"UPDATE api_keys SET seq = {_NEXT_SEQ}, id = ?, tenant = ?, type = ?, name = ?,"
+                " allowed_providers = ?, allowed_models = ?, spend_limit = ?, limit_reset = ?,"
+                " rpm_limit = ?, rpd_limit = ?, tpm_limit = ?, expires_at = ?, disabled = ?,"
+                " created_at = ?, updated_at = ?, created_by = ? WHERE hash = ?",
+                (*_key_values(new), digest.hex()),
+            )
+            return _read_key(conn, digest)
+
+        return self._write(op)
+
+    def delete_key(self, digest: bytes, tenant: str | None) -> KeyChange | None:
+        def op(conn: sqlite3.Connection) -> KeyChange | None:
+            current = _read_key(conn, digest)
+            if current.entry is None or (tenant is not None and current.entry.tenant != tenant):
+                return None
+            conn.execute(
+                f"UPDATE api_keys SET seq = {_NEXT_SEQ}, deleted = 1 WHERE hash = ?",
+                (digest.hex(),),
+            )
+            return _read_key(conn, digest)
+
+        return self._write(op)
+
+    def _write(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``op`` in one ``BEGIN IMMEDIATE`` transaction: committed (and on disk) when this
+        returns; rolled back when ``op`` raises, whatever it raises."""
+
+        def tx(conn: sqlite3.Connection) -> _T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = op(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return self._run(tx)
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _key_values(e: KeyEntry) -> tuple[object, ...]:
+    """The columns after ``hash`` and ``deleted``, in _KEY_COLUMNS order, for ``e``."""
+    return (
+        e.id,
+        e.tenant,
+        e.type,
+        e.name,
+        json.dumps(list(e.allowed_providers)),
+        json.dumps(list(e.allowed_models)),
+        e.limit,
+        e.limit_reset,
+        e.rpm_limit,
+        e.rpd_limit,
+        e.tpm_limit,
+        None if e.expires_at is None else e.expires_at.timestamp(),
+        int(e.disabled),
+        _seconds(e.created_at),
+        _seconds(e.updated_at),
+        e.created_by,
+    )
+
+
+def _seconds(moment: datetime | None) -> float:
+    if moment is None:
+        raise ValueError("a stored key has created_at and updated_at")
+    return moment.timestamp()
+
+
+def _read_key(conn: sqlite3.Connection, digest: bytes) -> KeyChange:
+    row = conn.execute(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE hash = ?", (digest.hex(),)
+    ).fetchone()
+    return KeyChange(0, digest, None) if row is None else _change(row)
+
+
+def _change(row: tuple[Any, ...]) -> KeyChange:
+    (seq, hexdigest, deleted, kid, tenant, key_type, name, providers, models) = row[:9]
+    (limit, reset, rpm, rpd, tpm, expires, disabled, created, updated, by) = row[9:]
+    digest = bytes.fromhex(hexdigest)
+    if deleted:
+        return KeyChange(seq, digest, None)
+    entry = KeyEntry(
+        id=kid,
+        tenant=tenant,
+        type=key_type,
+        digest=digest,
+        name=name,
+        allowed_providers=tuple(json.loads(providers)),
+        allowed_models=tuple(json.loads(models)),
+        limit=limit,
+        limit_reset=reset,
+        rpm_limit=rpm,
+        rpd_limit=rpd,
+        tpm_limit=tpm,
+        expires_at=None if expires is None else datetime.fromtimestamp(expires, UTC),
+        disabled=bool(disabled),
+        source="store",
+        created_at=datetime.fromtimestamp(created, UTC),
+        updated_at=datetime.fromtimestamp(updated, UTC),
+        created_by=by,
+    )
+    return KeyChange(seq, digest, entry)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
