@@ -24,7 +24,10 @@ Pure core, at the root:
 Pure core, by capability:
     config/       SPEC §2: parse (text -> Config), values (the dataclasses), expand
                   (${VAR}, ${file:PATH} through the caller's reader), tomlpos, tomlscan
-    keytable/     SPEC §3: table (text -> KeyTable), fast (its fast path), keys (making keys)
+    keytable/     SPEC §3: table (text -> KeyTable), fast (its fast path), keys (making keys),
+                  stored (the state store's keys, held in memory)
+    manage/       SPEC §7 the management API: requests (bodies, queries), narrowing
+                  (a key never exceeds its tenant), changes (the key made), views (JSON)
     auth/         SPEC §8: siwx, evm, solana, walletjwt, signin
     store/        the state-store interface (base); its backends beside it (sqlite)
 
@@ -34,6 +37,10 @@ Trio shell (shell/):
     connection    one h11 server connection on a trio stream (limits, HEAD without a body)
     server        the per-connection loop, and its outer fault barrier
     handler       one request: the admission steps in order, the per-request fault barrier
+    management    the management API and GET /v1/key, served (reads from memory, writes
+                  through the store)
+    keysync       other instances' and the command line's key changes, followed
+    keyadmin      `aroutd keys list|disable|enable|delete` on the state store
     relay         an allowed request sent upstream, its answer relayed as it arrives
     upstream      the one upstream client: pooled h11 connections, clean-only reuse
     websocket     after a 101: bytes joined both ways

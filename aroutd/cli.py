@@ -1,4 +1,5 @@
-"""The command line (SPEC §1): serve, check, keys new, keys hash, demo, mock-upstream.
+"""The command line (SPEC §1): serve, check, keys new|hash|list|disable|enable|delete, demo,
+mock-upstream.
 
 Exit codes: 0 success, 1 invalid config / key table or startup failure, 2 usage.
 """
@@ -70,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="config whose key table is checked for the tenant (default as serve's)"
     )
     keys_sub.add_parser("hash", help="read a key on stdin, print its sha256 hex")
+    listing = keys_sub.add_parser("list", help="the keys created through the management API")
+    listing.add_argument("--tenant")
+    listing.add_argument("--config", help=_CONFIG_HELP)
+    for verb in ("disable", "enable", "delete"):
+        change = keys_sub.add_parser(verb, help=f"{verb} a key created through the API")
+        change.add_argument("hash", metavar="HASH")
+        change.add_argument("--config", help=_CONFIG_HELP)
 
     demo = sub.add_parser("demo", help="the quick start: mock upstream + daemon + a fresh key")
     where = demo.add_mutually_exclusive_group()
@@ -94,6 +102,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stored_keys(args: argparse.Namespace) -> int:
+    """``keys list|disable|enable|delete``: the state store's keys (shell.keyadmin)."""
+    from aroutd.errors import ConfigError, HTTPError
+    from aroutd.shell.keyadmin import KeyCommandError, change_key, list_keys
+
+    path = _config_path(args.config)
+    try:
+        if args.keys_command == "list":
+            lines = list_keys(path, args.tenant)
+        else:
+            lines = [change_key(path, args.hash, args.keys_command)]
+    except KeyCommandError as exc:
+        print(f"aroutd keys {args.keys_command}: {exc}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    except HTTPError as exc:  # the store failed (503): its message, never a traceback
+        print(f"aroutd keys {args.keys_command}: {exc.message}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
@@ -110,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         if not problems:
             print(f"{path}: ok")
         return 1 if problems else 0
+    if args.command == "keys" and args.keys_command not in ("new", "hash"):
+        return _stored_keys(args)
     if args.command == "keys":
         from aroutd.keytable.keys import keys_hash_output, keys_new_output
 

@@ -116,6 +116,11 @@ def _with_listeners(cfg: Config, options: DemoOptions) -> Config:
     return replace(cfg, server=server)
 
 
+def _entry_only(entry: str) -> str:
+    """A ``keys new`` entry without the tenant section it may start with."""
+    return entry[entry.index("# made by") :]
+
+
 def _write_keytable(path: Path, entry: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.write_text(DEMO_TABLE_HEADER + entry + "\n", encoding="utf-8")
@@ -154,7 +159,7 @@ async def _start_mocks(
     return replace(cfg, upstreams={**cfg.upstreams, **moved}), [f"http://{where}"]
 
 
-def _banner(cfg: Config, source: str, bound: Bound, mocks: list[str], key: str) -> str:
+def _banner(cfg: Config, source: str, bound: Bound, mocks: list[str], key: str, mgmt: str) -> str:
     host, port = bound.addresses[0]
     public = urlsplit(cfg.server.public_url)
     base = cfg.server.public_url if public.port == port else f"http://{_fmt(host, port)}"
@@ -189,6 +194,14 @@ def _banner(cfg: Config, source: str, bound: Bound, mocks: list[str], key: str) 
         '      messages=[{"role": "user", "content": "Hello"}]).choices[0].message.content)',
         """print(c.responses.create(model="gpt-4o-mini", input="Hello").output_text)'""",
         "",
+        "Your demo management key (shown once) makes narrower keys over the management API:",
+        "",
+        f"    {mgmt}",
+        "",
+        f"    curl -s {base}/api/v1/keys \\",
+        f'      -H "Authorization: Bearer {mgmt}" -H "Content-Type: application/json" \\',
+        """      -d '{"name": "ci", "allowed_models": ["openai/gpt-4o-mini"], "limit": 5}'""",
+        "",
         "Ctrl-C stops it.",
     ]
     return "\n".join(lines)
@@ -198,13 +211,14 @@ async def _demo(options: DemoOptions) -> None:
     loaded, source = _load(options)
     cfg = _with_listeners(loaded, options)
     key, entry = keys_new_output(tenant="demo", key_type="api", key_id="demo")
-    _write_keytable(cfg.keys.file, entry)
+    mgmt, mgmt_entry = keys_new_output(tenant="demo", key_type="management", key_id="demo-admin")
+    _write_keytable(cfg.keys.file, entry + "\n" + _entry_only(mgmt_entry))
     async with trio.open_nursery() as nursery:
         cfg, mocks = await _start_mocks(cfg, options.mock_listen, nursery)
         places = [*cfg.server.listen, *filter(None, [cfg.server.admin_listen])]
         what = "aroutd on " + " and ".join(_fmt(*place) for place in places)
         bound: Bound = await _start(nursery, what, _serve_then_stop, cfg, nursery.cancel_scope)
-        print(_banner(cfg, source, bound, mocks, key), flush=True)
+        print(_banner(cfg, source, bound, mocks, key, mgmt), flush=True)
 
 
 async def _serve_then_stop(

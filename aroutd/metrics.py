@@ -75,7 +75,7 @@ class Metrics:
         if auth_failure is not None:
             self.auth_failures[auth_failure] += 1
 
-    def render(self, *, open_connections: int, keys_loaded: int) -> str:
+    def render(self, *, open_connections: int, keys_loaded: int, store_keys: int = 0) -> str:
         out = [
             "# HELP aroutd_requests_total Requests answered, by status and auth method.",
             "# TYPE aroutd_requests_total counter",
@@ -114,6 +114,9 @@ class Metrics:
             "# HELP aroutd_keys_loaded Keys in the key table now.",
             "# TYPE aroutd_keys_loaded gauge",
             f"aroutd_keys_loaded {keys_loaded}",
+            "# HELP aroutd_store_keys Keys of the management API (state store) held now.",
+            "# TYPE aroutd_store_keys gauge",
+            f"aroutd_store_keys {store_keys}",
         ]
         return "\n".join(out) + "\n"
 

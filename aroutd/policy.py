@@ -97,6 +97,7 @@ def principal_for_key(entry: KeyEntry, tenant: Tenant, method: AuthMethod) -> Pr
         kind=kind,
         tenant=tenant.id,
         key_id=entry.id,
+        key_hash=entry.digest.hex(),
         scopes=(
             Scope(providers=tenant.allowed_providers, models=tenant.allowed_models),
             Scope(providers=entry.allowed_providers, models=entry.allowed_models),

@@ -31,6 +31,7 @@ class Principal:
     kind: PrincipalKind
     tenant: str  # tenant id; "wallet:<caip10>" for wallets
     key_id: str | None = None  # api / management keys
+    key_hash: str | None = None  # their sha256 hex (public: the management API's "hash")
     wallet: str | None = None  # CAIP-10 account for wallets
     scopes: tuple[Scope, ...] = ()
     method: AuthMethod = "bearer"

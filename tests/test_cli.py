@@ -115,6 +115,7 @@ class Demo:
     base: str  # the API, as the banner prints it
     admin: str  # the admin listener
     key: str
+    mgmt: str
 
 
 @contextmanager
@@ -130,10 +131,11 @@ def running_demo(
     proc.start_reader("stderr")
     try:
         key = proc.wait_for("    lr_live_").strip()
+        mgmt = proc.wait_for("    lr_mgmt_").strip()
         base = re.search(r"aroutd demo is running on (http://\S+)", proc.text())
         admin = re.search(r"admin listener: (http://\S+) \(/healthz, /metrics\)", proc.text())
         assert base is not None and admin is not None, proc.text()
-        yield Demo(proc, base.group(1), admin.group(1), key)
+        yield Demo(proc, base.group(1), admin.group(1), key, mgmt)
     except BaseException:
         proc.stop(signal.SIGKILL)
         raise
@@ -158,6 +160,18 @@ def _check_demo(demo: Demo, key_table: Path) -> None:
     assert demo.key not in table
     assert hashlib.sha256(demo.key.encode()).hexdigest() in table
     assert f"key table:      {key_table}" in demo.proc.text()
+    # the management key of the banner makes a narrower key that works at once
+    assert f"curl -s {demo.base}/api/v1/keys" in demo.proc.text()
+    made = httpx.post(
+        f"{demo.base}/api/v1/keys",
+        headers={"Authorization": f"Bearer {demo.mgmt}"},
+        json={"name": "ci", "allowed_models": ["openai/gpt-4o-mini"], "limit": 5},
+    )
+    assert made.status_code == 201, made.text
+    narrow = openai.OpenAI(base_url=f"{demo.base}/v1", api_key=made.json()["key"], max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError):
+        narrow.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert demo.mgmt not in table
 
 
 def test_the_packaged_demo_config_keeps_the_documented_addresses(tmp_path: Path) -> None:

@@ -184,7 +184,12 @@ def test_settings_refused_as_unsupported_are_documented() -> None:
 KEYTABLE_MD = (DOCS / "keytable.md").read_text(encoding="utf-8")
 TENANT_NOT_FIELDS = {"id": "the ID of [tenants.ID], a table name"}
 KEY_RENAMED = {"digest": "sha256"}  # written as hex, held as bytes
-KEY_NOT_FIELDS = {"source": "where an entry came from (the file or the store), computed"}
+KEY_NOT_FIELDS = {
+    "source": "where an entry came from (the file or the store), computed",
+    "created_at": "keys of the management API only, kept in the state store",
+    "updated_at": "keys of the management API only, kept in the state store",
+    "created_by": "keys of the management API only: the management key that made it",
+}
 
 
 def _keytable_problems(text: str) -> list[str]:

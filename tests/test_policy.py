@@ -168,6 +168,7 @@ def test_principal_for_key() -> None:
     assert principal_for_key(entry, tenant, "x-api-key") == Principal(
         kind="api",
         tenant="acme",
+        key_hash="00" * 32,
         key_id="ci-bot",
         wallet=None,
         scopes=(

@@ -43,6 +43,8 @@ def _answer(rt: Runtime, method: bytes, path: bytes) -> tuple[int, HeaderList, b
     if path == b"/healthz":
         return 200, [JSON_CONTENT_TYPE], b'{"status":"ok"}'
     text = rt.metrics.render(
-        open_connections=rt.open_connections, keys_loaded=len(rt.keytable.by_digest)
+        open_connections=rt.open_connections,
+        keys_loaded=len(rt.keytable.by_digest),
+        store_keys=len(rt.store_keys),
     )
     return 200, _PROMETHEUS, text.encode()

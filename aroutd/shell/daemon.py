@@ -31,6 +31,7 @@ from aroutd.shell import logsink
 from aroutd.shell.admin import handle_admin
 from aroutd.shell.files import load_config, load_keytable, wallet_tokens
 from aroutd.shell.handler import ConnInfo, handle_request
+from aroutd.shell.keysync import follow_key_changes, load_store_keys
 from aroutd.shell.runtime import Runtime
 from aroutd.shell.sdnotify import listen_sockets, notify, watchdog_interval_s
 from aroutd.shell.server import Handler, read_proxy_header, serve_connection
@@ -173,6 +174,7 @@ async def reload_keys(rt: Runtime) -> bool:
         sys.setswitchinterval(interval)
         gc.enable()
     old, rt.keytable = rt.keytable, table
+    rt.log_conflicts()
     gc.freeze()  # no collect() here: walking a fresh million-key table would pause serving
     rt.metrics.reloads["ok"] += 1
     logsink.event(
@@ -257,6 +259,7 @@ async def _serve_with_signals(
     try:
         tls = _tls_context(cfg)
         rt = Runtime.build(cfg, keytable, store, wallet_tokens(cfg))
+        await load_store_keys(rt)
         _freeze_heap()  # before serving: a collect() now pauses nobody
         # socket activation (SPEC §2): systemd's sockets replace [server] listen
         activated = listen_sockets()
@@ -296,6 +299,7 @@ async def _serve_listeners(
             for listener in admin:
                 accepting.start_soon(_accept_loop, rt, listener, handlers, handle_admin)
             accepting.start_soon(_signals, rt, signals, accepting.cancel_scope)
+            accepting.start_soon(follow_key_changes, rt)
             ping_s = watchdog_interval_s()
             if ping_s is not None:
                 accepting.start_soon(_watchdog, ping_s)

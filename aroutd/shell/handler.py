@@ -5,7 +5,8 @@ the core (:mod:`aroutd.admission`); this module only sequences them and does
 the I/O between them:
 
     admit_head (405, 400, 404) ─ built-in? ─ held back (429)? ─ credential
-      ─ principal ─ endpoint kind ─ body (≤ max_body_bytes)
+      ─ principal ─ endpoint kind ─ the management API (shell.management)?
+      ─ body (≤ max_body_bytes)
       ─ plan_forward (model, provider, upstream, scope) ─ upstream head ─ relay
 
 Each request is also a fault barrier (SPEC §6): an exception that is not one
@@ -54,6 +55,7 @@ from aroutd.policy import authorize_endpoint, principal_for_wallet
 from aroutd.principal import Principal
 from aroutd.shell import logsink
 from aroutd.shell.connection import ClientConnection, ClientGone
+from aroutd.shell.management import current_key, management
 from aroutd.shell.relay import Cut, Outbound, relay
 from aroutd.shell.runtime import Runtime
 
@@ -183,9 +185,16 @@ async def _dispatch(
     rec.client = client_ip
     principal = _authenticate(rt, headers, head.target.query, client_ip, rec, head.upgrade)
     authorize_endpoint(principal, head.kind)
+    if head.kind == "management":
+        status, answer = await management(rt, client, req, head, principal)
+        await _send_json(client, rt, rec, status, answer)
+        return
+    if head.kind == "self":
+        status, answer = await current_key(rt, req.method, principal)
+        await _send_json(client, rt, rec, status, answer)
+        return
     if head.kind != "inference" or head.route is None:
-        # The management API, /v1/key and /api/v1/balance come with the state
-        # store's keys and usage; until then these paths are not served.
+        # /api/v1/balance comes with usage accounting and x402; until then it is not served.
         raise NotFound("not found")
     body = await client.read_body(
         0 if head.upgrade else cfg.server.max_body_bytes,

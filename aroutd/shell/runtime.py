@@ -4,12 +4,19 @@ Everything a request reads is reached from one :class:`Runtime`. The key table
 is swapped as a whole on reload (one attribute assignment, atomic under trio's
 single thread), and a request takes it once at authentication so it uses one
 table from start to end (SPEC §11).
+
+Keys made over the management API are held in ``store_keys`` and changed in place,
+on the event loop, by :meth:`Runtime.apply_key_changes`. A key is looked up in the
+file's table first: when the file and the store hold the same hash, the file wins
+(and the conflict is logged once).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import get_args
 
 import trio
 
@@ -17,17 +24,20 @@ from aroutd.auth.signin import SigninSettings
 from aroutd.auth.walletjwt import WalletTokens
 from aroutd.authlimit import FailedAuthLimiter
 from aroutd.config.parse import Config
+from aroutd.keytable.stored import StoredKeys
 from aroutd.keytable.table import KeyEntry, KeyTable
 from aroutd.metrics import Metrics
 from aroutd.policy import principal_for_key
 from aroutd.principal import AuthMethod, Principal
 from aroutd.routing import known_providers
+from aroutd.shell import logsink
 from aroutd.shell.upstream import UpstreamPool
-from aroutd.store.base import StateStore
+from aroutd.store.base import KeyChange, StateStore
 
 __all__ = ["KEY_CACHE_SIZE", "Runtime"]
 
 KEY_CACHE_SIZE = 65536  # keys in use at once; past it the cache starts over
+AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -39,6 +49,9 @@ class Runtime:
     pools: dict[str, UpstreamPool] = field(default_factory=dict)
     providers: frozenset[str] = frozenset()
     signin: SigninSettings | None = None
+    store_keys: StoredKeys = field(default_factory=StoredKeys)
+    _conflicts_logged: set[bytes] = field(default_factory=set)
+    _tenant_index: tuple[KeyTable, dict[str, list[bytes]]] | None = None
     auth_failures: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
     # draining: set on SIGTERM; idle keep-alive connections close, responses say close
     draining: trio.Event = field(default_factory=trio.Event)
@@ -80,7 +93,7 @@ class Runtime:
             self._cached_table = table
         hit = self._key_cache.get((digest, method))
         if hit is None:
-            entry = table.lookup(digest)
+            entry = self.find_key(digest)
             if entry is None or entry.tenant not in table.tenants:
                 return None
             hit = (entry, principal_for_key(entry, table.tenants[entry.tenant], method))
@@ -89,6 +102,42 @@ class Runtime:
             self._key_cache[(digest, method)] = hit
         entry, principal = hit
         return principal if entry.type == kind and entry.usable(now) else None
+
+    def find_key(self, digest: bytes) -> KeyEntry | None:
+        """The key with this digest: the key table's, else the store's."""
+        entry = self.keytable.lookup(digest)
+        return entry if entry is not None else self.store_keys.lookup(digest)
+
+    async def file_keys_of(self, tenant: str) -> list[bytes]:
+        """The digests of the tenant's API keys in the key table, in file order; the index
+        is built once per table, in a worker thread (a million keys take a second)."""
+        table = self.keytable
+        if self._tenant_index is None or self._tenant_index[0] is not table:
+            index = await trio.to_thread.run_sync(table.api_keys_by_tenant)
+            self._tenant_index = (table, index)
+            return index.get(tenant, [])
+        return self._tenant_index[1].get(tenant, [])
+
+    def apply_key_changes(self, changes: Sequence[KeyChange]) -> None:
+        """Store keys written here or elsewhere: in effect for the very next request."""
+        for digest in self.store_keys.apply(changes):
+            for method in AUTH_METHODS:
+                self._key_cache.pop((digest, method), None)
+            self.log_conflict(digest)
+
+    def log_conflicts(self) -> None:
+        """After the key table changed: a hash it shares with the store is logged once."""
+        for digest in list(self.store_keys.digests()):
+            self.log_conflict(digest)
+
+    def log_conflict(self, digest: bytes) -> None:
+        """Log (once) a hash that both the key table and the store hold: the file's wins."""
+        if digest in self._conflicts_logged or self.store_keys.lookup(digest) is None:
+            return
+        entry = self.keytable.lookup(digest)
+        if entry is not None:
+            self._conflicts_logged.add(digest)
+            logsink.event("key_conflict", key_id=entry.id, hash=digest.hex(), kept="file")
 
     def start_draining(self) -> None:
         """SIGTERM: idle keep-alive connections close now, busy ones after their response."""
