@@ -30,6 +30,9 @@ Pure core, by capability:
                   (a key never exceeds its tenant), changes (the key made), views (JSON)
     auth/         SPEC §8: siwx, evm, solana, walletjwt, signin
     store/        the state-store interface (base); its backends beside it (sqlite)
+    usage/        SPEC §9: parse (usage read from answers as they stream), include_usage
+                  (asking an OpenAI stream for usage, and removing it again), cost,
+                  periods (UTC day, week, month), book (spend in memory), limits (403)
 
 Trio shell (shell/):
     files         reading the config, the key table and the JWT secrets (created if missing)
@@ -41,6 +44,8 @@ Trio shell (shell/):
                   through the store)
     keysync       other instances' and the command line's key changes, followed
     keyadmin      `aroutd keys list|disable|enable|delete` on the state store
+    metering      usage metered on the relay path; a finished answer charged
+    usagesync     the usage book committed to the store every 50 ms, others' usage read
     relay         an allowed request sent upstream, its answer relayed as it arrives
     upstream      the one upstream client: pooled h11 connections, clean-only reuse
     websocket     after a 101: bytes joined both ways

@@ -3,13 +3,15 @@
 Pure: the request path calls :meth:`Metrics.observe` with what the access log
 records; the admin listener renders :meth:`Metrics.render`. Label values come
 from a closed set (statuses, auth methods, failure reasons, reload results),
-never from client input, so the number of series stays bounded.
+never from client input, so the number of series stays bounded: a model is a label
+only when ``[pricing]`` names it (else ``other``), a tenant only when the key table
+names it (every wallet is counted under ``wallet``).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 __all__ = ["LATENCY_BUCKETS_S", "Histogram", "Metrics"]
@@ -58,6 +60,10 @@ class Metrics:
     internal_errors: Counter[str] = field(default_factory=Counter)
     duration: Histogram = field(default_factory=Histogram)
     upstream: Histogram = field(default_factory=Histogram)  # to the upstream's first byte
+    # SPEC §9, §11: (provider, model label, direction) -> tokens; tenant label -> USD
+    tokens: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    spend: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    unpriced: Counter[str] = field(default_factory=Counter)  # provider -> requests
 
     def observe(
         self,
@@ -74,6 +80,25 @@ class Metrics:
             self.upstream.observe(upstream_s)
         if auth_failure is not None:
             self.auth_failures[auth_failure] += 1
+
+    def observe_usage(
+        self,
+        *,
+        provider: str,
+        model: str,
+        tenant: str,
+        tokens: dict[str, int],
+        usd: float,
+        priced: bool,
+    ) -> None:
+        """One metered response: ``model`` and ``tenant`` are labels already bounded by the
+        caller (see the module docstring); ``tokens`` maps a direction to a count."""
+        for direction, n in tokens.items():
+            if n:
+                self.tokens[(provider, model, direction)] += n
+        self.spend[tenant] += usd
+        if not priced:
+            self.unpriced[provider] += 1
 
     def render(self, *, open_connections: int, keys_loaded: int, store_keys: int = 0) -> str:
         out = [
@@ -102,6 +127,27 @@ class Metrics:
             n = self.internal_errors[where]
             out.append(f'aroutd_internal_errors_total{{where="{where}"}} {n}')
         out += [
+            "# HELP aroutd_tokens_total Tokens reported by upstreams, by provider, model"
+            " and direction.",
+            "# TYPE aroutd_tokens_total counter",
+            *(
+                f'aroutd_tokens_total{{provider="{_label(p)}",model="{_label(m)}",'
+                f'direction="{d}"}} {n}'
+                for (p, m, d), n in sorted(self.tokens.items())
+            ),
+            "# HELP aroutd_spend_usd_total Cost of the requests served, by tenant.",
+            "# TYPE aroutd_spend_usd_total counter",
+            *(
+                f'aroutd_spend_usd_total{{tenant="{_label(t)}"}} {_num(usd)}'
+                for t, usd in sorted(self.spend.items())
+            ),
+            "# HELP aroutd_unpriced_requests_total Metered requests for a model [pricing]"
+            " does not name (they cost 0), by provider.",
+            "# TYPE aroutd_unpriced_requests_total counter",
+            *(
+                f'aroutd_unpriced_requests_total{{provider="{_label(p)}"}} {n}'
+                for p, n in sorted(self.unpriced.items())
+            ),
             "# HELP aroutd_request_duration_seconds Time from request head to last byte.",
             "# TYPE aroutd_request_duration_seconds histogram",
             *self.duration.render("aroutd_request_duration_seconds"),

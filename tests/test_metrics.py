@@ -71,3 +71,34 @@ async def test_admin_listener(tmp_path: Path, method: str, path: str, status: in
             assert 'aroutd_requests_total{status="200",auth_method="bearer"} 1' in text
             assert 'aroutd_auth_failures_total{reason="invalid api key"} 1' in text
             assert "aroutd_keys_loaded 5" in text
+
+
+def test_usage_metrics_are_bounded_labels() -> None:
+    m = Metrics()
+    m.observe_usage(
+        provider="openai",
+        model="openai/gpt-4o",
+        tenant="acme",
+        tokens={"input": 5, "output": 7, "cached_input": 0},
+        usd=0.25,
+        priced=True,
+    )
+    m.observe_usage(
+        provider="openai",
+        model="other",
+        tenant="wallet",
+        tokens={"input": 1, "output": 0, "cached_input": 0},
+        usd=0.0,
+        priced=False,
+    )
+    text = m.render(open_connections=0, keys_loaded=0)
+    assert (
+        'aroutd_tokens_total{provider="openai",model="openai/gpt-4o",direction="input"} 5' in text
+    )
+    assert (
+        'aroutd_tokens_total{provider="openai",model="openai/gpt-4o",direction="output"} 7' in text
+    )
+    assert 'direction="cached_input"' not in text  # zero counts make no series
+    assert 'aroutd_spend_usd_total{tenant="acme"} 0.25' in text
+    assert 'aroutd_spend_usd_total{tenant="wallet"} 0' in text
+    assert 'aroutd_unpriced_requests_total{provider="openai"} 1' in text

@@ -1,8 +1,9 @@
 """The JSON shapes of the management API (SPEC §7), ARouter's field for field.
 
 ``Key`` (create, list, get, patch) and the current-key object (``GET /v1/key``).
-Times are RFC 3339 UTC to the second. Until usage accounting (§9) counts spend, every
-usage figure is 0 and ``limit_remaining`` is the whole ``limit``.
+Times are RFC 3339 UTC to the second. Usage figures are USD (§9): lifetime and in the
+current UTC day, week (from Monday) and month; ``limit_remaining`` is what is left of
+``limit`` in its period (never below 0), null without a limit.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from aroutd.keytable.table import KeyEntry
+from aroutd.usage.book import Spent
 
 __all__ = ["key_object", "rfc3339", "self_object"]
 
@@ -19,26 +21,29 @@ def rfc3339(moment: datetime | None) -> str | None:
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _usage(entry: KeyEntry) -> dict[str, Any]:
+def _usage(entry: KeyEntry, spent: Spent) -> dict[str, Any]:
+    remaining = None
+    if entry.limit is not None:
+        remaining = round(max(entry.limit - spent.of(entry.limit_reset), 0.0), 10)
     return {
         "limit": entry.limit,
-        "limit_remaining": entry.limit,
+        "limit_remaining": remaining,
         "limit_reset": entry.limit_reset,
-        "usage": 0.0,
-        "usage_daily": 0.0,
-        "usage_weekly": 0.0,
-        "usage_monthly": 0.0,
+        "usage": round(spent.usage, 10),
+        "usage_daily": round(spent.daily, 10),
+        "usage_weekly": round(spent.weekly, 10),
+        "usage_monthly": round(spent.monthly, 10),
     }
 
 
-def key_object(entry: KeyEntry) -> dict[str, Any]:
+def key_object(entry: KeyEntry, spent: Spent | None = None) -> dict[str, Any]:
     """The ``Key`` of SPEC §7."""
     return {
         "hash": entry.digest.hex(),
         "name": entry.name,
         "key_type": "regular" if entry.type == "api" else "management",
         "disabled": entry.disabled,
-        **_usage(entry),
+        **_usage(entry, spent or Spent()),
         "allowed_providers": list(entry.allowed_providers),
         "allowed_models": list(entry.allowed_models),
         "rpm_limit": entry.rpm_limit,
@@ -50,12 +55,12 @@ def key_object(entry: KeyEntry) -> dict[str, Any]:
     }
 
 
-def self_object(entry: KeyEntry) -> dict[str, Any]:
+def self_object(entry: KeyEntry, spent: Spent | None = None) -> dict[str, Any]:
     """What ``GET /v1/key`` and ``GET /api/v1/key`` answer about the presented key."""
     return {
         "name": entry.name,
         "label": entry.name,
-        **_usage(entry),
+        **_usage(entry, spent or Spent()),
         "expires_at": rfc3339(entry.expires_at),
         "is_management_key": entry.type == "management",
     }

@@ -35,6 +35,7 @@ from aroutd.shell.keysync import follow_key_changes, load_store_keys
 from aroutd.shell.runtime import Runtime
 from aroutd.shell.sdnotify import listen_sockets, notify, watchdog_interval_s
 from aroutd.shell.server import Handler, read_proxy_header, serve_connection
+from aroutd.shell.usagesync import final_commit, load_usage, sync_usage
 from aroutd.store.sqlite import SqliteStore
 
 __all__ = ["Bound", "reload_keys", "run", "serve"]
@@ -260,6 +261,7 @@ async def _serve_with_signals(
         tls = _tls_context(cfg)
         rt = Runtime.build(cfg, keytable, store, wallet_tokens(cfg))
         await load_store_keys(rt)
+        await load_usage(rt)
         _freeze_heap()  # before serving: a collect() now pauses nobody
         # socket activation (SPEC §2): systemd's sockets replace [server] listen
         activated = listen_sockets()
@@ -271,12 +273,17 @@ async def _serve_with_signals(
         admin_at = cfg.server.admin_listen
         admin = await _open_listeners(cfg, (admin_at,)) if admin_at else []
         opened += admin
-        await _serve_listeners(rt, api, admin, tls, signals, task_status)
+        async with trio.open_nursery() as background:
+            # usage commits span the drain: requests that finish in it are charged
+            background.start_soon(sync_usage, rt)
+            await _serve_listeners(rt, api, admin, tls, signals, task_status)
+            background.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             for listener in opened:
                 await listener.aclose()
             if rt is not None:
+                await final_commit(rt)
                 await rt.aclose()
         store.close()
 

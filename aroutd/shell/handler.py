@@ -23,7 +23,7 @@ import json
 import secrets
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import h11
@@ -56,8 +56,11 @@ from aroutd.principal import Principal
 from aroutd.shell import logsink
 from aroutd.shell.connection import ClientConnection, ClientGone
 from aroutd.shell.management import current_key, management
+from aroutd.shell.metering import Metering, account, response_shape
 from aroutd.shell.relay import Cut, Outbound, relay
 from aroutd.shell.runtime import Runtime
+from aroutd.usage.include_usage import ask_for_usage
+from aroutd.usage.limits import check_spend
 
 __all__ = ["ConnInfo", "handle_request", "log_fault"]
 
@@ -212,8 +215,21 @@ async def _dispatch(
     )
     match = plan.match
     rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
-    out = _outbound(rt, req, headers, plan, principal, info, rec, peer_trusted)
-    await relay(client, out, rec.request_id, rec, closing=rt.draining.is_set())
+    check_spend(rt.spent(principal, datetime.now(UTC)))  # 403 quota_exceeded (SPEC §9)
+    metering = None
+    if not plan.upgrade:
+        metering = Metering(response_shape(match.upstream_path))
+        if metering.shape == "openai" and match.upstream_path.endswith("/chat/completions"):
+            asked = ask_for_usage(plan.body)
+            if asked is not None:  # a stream without usage: ask for it, strip it again
+                plan, metering.strip = replace(plan, body=asked), True
+    out = _outbound(rt, req, headers, plan, principal, info, rec, peer_trusted, metering)
+    try:
+        closing = rt.draining.is_set()
+        await relay(client, out, rec.request_id, rec, closing=closing, metering=metering)
+    finally:
+        if metering is not None:  # also when cut: what the upstream reported is charged
+            account(rt, principal, rec, metering)
 
 
 def _outbound(
@@ -225,8 +241,10 @@ def _outbound(
     info: ConnInfo,
     rec: AccessRecord,
     peer_trusted: bool,
+    metering: Metering | None = None,
 ) -> Outbound:
-    """The upstream request of an allowed plan: its pool, target, head and body."""
+    """The upstream request of an allowed plan: its pool, target, head and body. A
+    metered answer is asked for without content coding, so its usage can be read."""
     pool = rt.pools[plan.match.upstream]
     upgrade = plan.upgrade
     has_body = not upgrade and bool(plan.body or req.method not in (b"GET", b"HEAD"))
@@ -242,6 +260,9 @@ def _outbound(
         content_length=len(plan.body) if has_body else None,
         websocket=upgrade,
     )
+    if metering is not None:
+        up_headers = [(n, v) for n, v in up_headers if n.lower() != b"accept-encoding"]
+        up_headers.append((b"accept-encoding", b"identity"))
     return Outbound(pool, req.method, plan.target, up_headers, plan.body, upgrade=upgrade)
 
 

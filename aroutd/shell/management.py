@@ -40,6 +40,7 @@ from aroutd.shell import logsink
 from aroutd.shell.connection import ClientConnection
 from aroutd.shell.runtime import Runtime
 from aroutd.store.base import KeyChange
+from aroutd.usage.book import key_subject
 
 __all__ = ["MAX_BODY_BYTES", "MAX_KEYS_PER_TENANT", "current_key", "management"]
 
@@ -58,7 +59,14 @@ async def current_key(rt: Runtime, method: bytes, principal: Principal) -> Answe
     if method not in _READS:
         raise MethodNotAllowed("method not allowed", headers=[("Allow", "GET, HEAD")])
     entry = _own_key(rt, principal)
-    return 200, {"data": self_object(entry)}
+    spent = rt.usage.spent(key_subject(entry.digest.hex()), datetime.now(UTC))
+    return 200, {"data": self_object(entry, spent)}
+
+
+def _shown(rt: Runtime, entry: KeyEntry) -> dict[str, Any]:
+    """``Key`` with what the key has spent so far."""
+    spent = rt.usage.spent(key_subject(entry.digest.hex()), datetime.now(UTC))
+    return key_object(entry, spent)
 
 
 def _own_key(rt: Runtime, principal: Principal) -> KeyEntry:
@@ -92,7 +100,7 @@ async def management(
     file_entry = rt.keytable.lookup(digest)
     if file_entry is not None and file_entry.tenant == tenant.id:
         if method in _READS:
-            return 200, {"data": key_object(file_entry)}
+            return 200, {"data": _shown(rt, file_entry)}
         raise Conflict(MSG_FILE_KEY)
     if file_entry is not None:  # another tenant's: as if unknown
         raise NotFound(MSG_NO_KEY)
@@ -100,7 +108,7 @@ async def management(
         entry = rt.store_keys.lookup(digest)
         if entry is None or entry.tenant != tenant.id:
             raise NotFound(MSG_NO_KEY)
-        return 200, {"data": key_object(entry)}
+        return 200, {"data": _shown(rt, entry)}
     if method == b"DELETE":
         await _delete(rt, digest, tenant, principal)
         return 200, {"data": {"deleted": True}}
@@ -121,7 +129,7 @@ async def _list(rt: Runtime, tenant: Tenant, query: bytes) -> list[dict[str, Any
         shown.append(entry)
         if len(shown) >= wanted:
             break
-    return [key_object(e) for e in shown[q.offset :]]
+    return [_shown(rt, e) for e in shown[q.offset :]]
 
 
 def _entries(
@@ -176,7 +184,7 @@ async def _patch(
     if result is None or result.entry is None:
         raise NotFound(MSG_NO_KEY)
     _applied(rt, result, principal, "update", changed)
-    return 200, {"data": key_object(result.entry)}
+    return 200, {"data": _shown(rt, result.entry)}
 
 
 async def _delete(rt: Runtime, digest: bytes, tenant: Tenant, principal: Principal) -> None:

@@ -27,6 +27,7 @@ from aroutd.errors import BadGateway
 from aroutd.forwarding import response_headers
 from aroutd.headers import CONNECTION_CLOSE, HeaderList, reason_phrase
 from aroutd.shell.connection import ClientConnection, ClientGone
+from aroutd.shell.metering import Metering
 from aroutd.shell.upstream import Abandoned, UpstreamBroken, UpstreamPool, UpstreamResponse
 from aroutd.shell.websocket import join
 
@@ -50,9 +51,16 @@ class Outbound:
 
 
 async def relay(
-    client: ClientConnection, out: Outbound, rid: str, rec: AccessRecord, *, closing: bool
+    client: ClientConnection,
+    out: Outbound,
+    rid: str,
+    rec: AccessRecord,
+    *,
+    closing: bool,
+    metering: Metering | None = None,
 ) -> None:
-    """Send ``out`` and relay its answer; ``closing``: the answer says Connection: close."""
+    """Send ``out`` and relay its answer; ``closing``: the answer says Connection: close;
+    ``metering``: reads the usage of the answer's body as it passes."""
     t0 = time.perf_counter()
     try:
         async with out.pool.request(
@@ -68,7 +76,7 @@ async def relay(
             if resp.status == 101:
                 await _switch(client, resp, rid)
             else:
-                await _relay_body(client, resp, rid, rec, closing=closing)
+                await _relay_body(client, resp, rid, rec, closing=closing, metering=metering)
     except (ClientGone, Abandoned):
         # the client left: the upstream request is given up (closed) at once
         rec.error = "client gone"
@@ -76,8 +84,16 @@ async def relay(
 
 
 async def _relay_body(
-    client: ClientConnection, resp: UpstreamResponse, rid: str, rec: AccessRecord, *, closing: bool
+    client: ClientConnection,
+    resp: UpstreamResponse,
+    rid: str,
+    rec: AccessRecord,
+    *,
+    closing: bool,
+    metering: Metering | None,
 ) -> None:
+    if metering is not None:
+        metering.start(resp.headers)
     head = response_headers(resp.headers, request_id=rid)
     if closing:
         head.append(CONNECTION_CLOSE)
@@ -87,6 +103,10 @@ async def _relay_body(
     sent = False
     try:
         async for chunks, ended in resp.iter_batches():
+            if metering is not None:
+                chunks = [metering.feed(c) for c in chunks]
+                if ended:
+                    chunks.append(metering.flush())
             events += [h11.Data(data=c) for c in chunks if c]
             if ended:
                 events.append(h11.EndOfMessage())

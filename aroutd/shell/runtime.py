@@ -33,11 +33,14 @@ from aroutd.routing import known_providers
 from aroutd.shell import logsink
 from aroutd.shell.upstream import UpstreamPool
 from aroutd.store.base import KeyChange, StateStore
+from aroutd.usage.book import UsageBook, key_subject, tenant_subject
+from aroutd.usage.limits import Layer
 
 __all__ = ["KEY_CACHE_SIZE", "Runtime"]
 
 KEY_CACHE_SIZE = 65536  # keys in use at once; past it the cache starts over
 AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
+UNPRICED_LOGGED = 1000  # distinct unpriced models logged; past it, only counted
 
 
 @dataclass(slots=True, kw_only=True)
@@ -52,6 +55,8 @@ class Runtime:
     store_keys: StoredKeys = field(default_factory=StoredKeys)
     _conflicts_logged: set[bytes] = field(default_factory=set)
     _tenant_index: tuple[KeyTable, dict[str, list[bytes]]] | None = None
+    usage: UsageBook = field(default_factory=UsageBook)  # spend, committed in the background
+    _unpriced_logged: set[str] = field(default_factory=set)
     auth_failures: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
     # draining: set on SIGTERM; idle keep-alive connections close, responses say close
     draining: trio.Event = field(default_factory=trio.Event)
@@ -124,6 +129,28 @@ class Runtime:
             for method in AUTH_METHODS:
                 self._key_cache.pop((digest, method), None)
             self.log_conflict(digest)
+
+    def log_unpriced(self, model: str) -> None:
+        """An unpriced model is logged once (a bounded number of them: the model is the
+        client's text)."""
+        if model not in self._unpriced_logged and len(self._unpriced_logged) < UNPRICED_LOGGED:
+            self._unpriced_logged.add(model)
+            logsink.event("unpriced_model", model=model[:200])
+
+    def spent(self, principal: Principal, now: datetime) -> list[Layer]:
+        """(limit, limit_reset, spent) of the principal's key and of its tenant."""
+        if principal.key_hash is None:
+            return []
+        entry = self.find_key(bytes.fromhex(principal.key_hash))
+        tenant = self.keytable.tenants.get(principal.tenant)
+        layers: list[Layer] = []
+        if entry is not None and entry.limit is not None:
+            spent = self.usage.spent(key_subject(principal.key_hash), now)
+            layers.append((entry.limit, entry.limit_reset, spent))
+        if tenant is not None and tenant.limit is not None:
+            spent = self.usage.spent(tenant_subject(tenant.id), now)
+            layers.append((tenant.limit, tenant.limit_reset, spent))
+        return layers
 
     def log_conflicts(self) -> None:
         """After the key table changed: a hash it shares with the store is logged once."""

@@ -31,7 +31,15 @@ from typing import Protocol
 
 from aroutd.keytable.table import KeyEntry
 
-__all__ = ["KeyChange", "KeyStore", "StateStore", "WalletAccount", "WalletStore"]
+__all__ = [
+    "KeyChange",
+    "KeyStore",
+    "StateStore",
+    "UsageRow",
+    "UsageStore",
+    "WalletAccount",
+    "WalletStore",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,22 @@ class WalletAccount:
     id: str  # opaque, stable: the "key_id" of the sign-in answer and of logs
     account: str  # CAIP-10, e.g. "eip155:8453:0xAbC…" (EVM addresses EIP-55 checksummed)
     created_at: datetime  # aware, UTC
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageRow:
+    """The usage of one subject (``key:<hash>``, ``tenant:<id>``) in one period
+    (``lifetime``, ``daily:2026-12-01``, …): a delta to add, or, with ``seq``, the
+    totals the store holds as of change number ``seq``."""
+
+    subject: str
+    period: str
+    usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    requests: int = 0
+    seq: int = 0
 
 
 class WalletStore(Protocol):
@@ -96,7 +120,20 @@ class KeyStore(Protocol):
         ...
 
 
-class StateStore(WalletStore, KeyStore, Protocol):
+class UsageStore(Protocol):
+    """Usage accounting's part of the store (SPEC §9)."""
+
+    def add_usage(self, deltas: Sequence[UsageRow]) -> Sequence[UsageRow]:
+        """Add every delta (one transaction, durable when this returns); the totals of
+        the rows it touched, each with its new change number."""
+        ...
+
+    def usage_changes(self, after: int) -> Sequence[UsageRow]:
+        """The totals of every row changed after change number ``after`` (0: all)."""
+        ...
+
+
+class StateStore(WalletStore, KeyStore, UsageStore, Protocol):
     """Everything the daemon keeps: each part above, and closing."""
 
     def close(self) -> None:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from aroutd.errors import ConfigError, ServiceUnavailable
 from aroutd.keytable.table import KeyEntry
-from aroutd.store.base import KeyChange, WalletAccount
+from aroutd.store.base import KeyChange, UsageRow, WalletAccount
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -77,7 +77,25 @@ _MIGRATIONS = (
     );
     CREATE INDEX api_keys_tenant ON api_keys (tenant);
     """,
+    # 2 -> 3: usage per subject and period (SPEC §9)
+    """
+    CREATE TABLE usage (
+        subject TEXT NOT NULL,   -- key:<sha256 hex> | tenant:<id>
+        period TEXT NOT NULL,    -- lifetime | daily:YYYY-MM-DD | weekly:<its Monday> | monthly:…
+        seq INTEGER NOT NULL UNIQUE,  -- change number of the latest addition
+        usd REAL NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cached_input_tokens INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        PRIMARY KEY (subject, period)
+    ) WITHOUT ROWID;
+    """,
 )
+_USAGE_COLUMNS = (
+    "subject, period, seq, usd, input_tokens, output_tokens, cached_input_tokens, requests"
+)
+_NEXT_USAGE_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM usage)"
 SCHEMA_VERSION = len(_MIGRATIONS)
 _KEY_COLUMNS = (
     "seq, hash, deleted, id, tenant, type, name, allowed_providers, allowed_models,"
@@ -231,6 +249,42 @@ class SqliteStore:
 
         return self._write(op)
 
+    def add_usage(self, deltas: Sequence[UsageRow]) -> Sequence[UsageRow]:
+        def op(conn: sqlite3.Connection) -> list[UsageRow]:
+            out = []
+            for d in deltas:
+                row = conn.execute(
+                    f"INSERT INTO usage ({_USAGE_COLUMNS}) VALUES (?, ?, {_NEXT_USAGE_SEQ},"
+                    " ?, ?, ?, ?, ?) ON CONFLICT (subject, period) DO UPDATE SET"
+                    f" seq = {_NEXT_USAGE_SEQ}, usd = usd + excluded.usd,"
+                    " input_tokens = input_tokens + excluded.input_tokens,"
+                    " output_tokens = output_tokens + excluded.output_tokens,"
+                    " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
+                    f" requests = requests + excluded.requests RETURNING {_USAGE_COLUMNS}",
+                    (
+                        d.subject,
+                        d.period,
+                        d.usd,
+                        d.input_tokens,
+                        d.output_tokens,
+                        d.cached_input_tokens,
+                        d.requests,
+                    ),
+                ).fetchone()
+                out.append(_usage_row(row))
+            return out
+
+        return self._write(op)
+
+    def usage_changes(self, after: int) -> Sequence[UsageRow]:
+        def op(conn: sqlite3.Connection) -> list[UsageRow]:
+            rows = conn.execute(
+                f"SELECT {_USAGE_COLUMNS} FROM usage WHERE seq > ? ORDER BY seq", (after,)
+            )
+            return [_usage_row(row) for row in rows]
+
+        return self._run(op)
+
     def _write(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
         """``op`` in one ``BEGIN IMMEDIATE`` transaction: committed (and on disk) when this
         returns; rolled back when ``op`` raises, whatever it raises."""
@@ -250,6 +304,20 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _usage_row(row: tuple[Any, ...]) -> UsageRow:
+    subject, period, seq, usd, input_tokens, output_tokens, cached, requests = row
+    return UsageRow(
+        subject=subject,
+        period=period,
+        seq=seq,
+        usd=usd,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_input_tokens=cached,
+        requests=requests,
+    )
 
 
 def _key_values(e: KeyEntry) -> tuple[object, ...]:

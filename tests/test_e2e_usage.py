@@ -1,0 +1,178 @@
+"""End to end: usage metered as it streams, priced, logged, counted against limits.
+
+The real daemon and the bundled mock upstream (deterministic usage: prompt tokens =
+characters // 4 + 1, completion tokens = 7), driven by the openai, anthropic and
+google-genai SDKs, streaming and not; a limit tripping on the following request;
+usage surviving SIGKILL and restart.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+from google import genai
+from google.genai import types as genai_types
+from openai.types.chat import ChatCompletionMessageParam
+
+from .e2e import Daemon, aroutd, mock_upstream, write_config
+from .support import Keys
+
+HELLO = "Hello there, proxy!"  # 19 characters: 5 prompt tokens, 7 completion tokens
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": HELLO}]
+PRICING = """
+[pricing."openai/gpt-4o-mini"]
+input = 0.15
+output = 0.60
+cached_input = 0.075
+
+[pricing."anthropic/claude-sonnet-4"]
+input = 3.0
+output = 15.0
+
+[pricing."google/gemini-2.0-flash"]
+input = 0.10
+output = 0.40
+"""
+GPT_COST = (5 * 0.15 + 7 * 0.60) / 1e6
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[Path, Keys]]:
+    keys = Keys()
+    with mock_upstream() as (_, up_port):
+        cfg = write_config(tmp_path, up_port, keys)
+        cfg.write_text(cfg.read_text() + PRICING)
+        yield cfg, keys
+
+
+def oai(d: Daemon, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{d.base}/v1", api_key=key, max_retries=0)
+
+
+def access_lines(d: Daemon, path: str) -> list[dict[str, Any]]:
+    out = []
+    for line in d.proc.text().splitlines():
+        if line.startswith("{") and '"request_id"' in line:
+            rec = json.loads(line)
+            if rec["path"].startswith(path):
+                out.append(rec)
+    return out
+
+
+def last_line(d: Daemon, path: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = access_lines(d, path)
+        if lines:
+            return lines[-1]
+        time.sleep(0.02)
+    seen = [rec["path"] for rec in access_lines(d, "")]
+    raise AssertionError(f"no access line for {path} among {seen}")
+
+
+def test_openai_usage_and_cost_streaming_or_not(setup: tuple[Path, Keys]) -> None:
+    cfg, keys = setup
+    with aroutd(cfg, keys) as d:
+        oai(d, keys.api).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        rec = last_line(d, "/v1/chat/completions")
+        assert rec["usage"]["input_tokens"] == 5 and rec["usage"]["output_tokens"] == 7
+        assert rec["cost"] == pytest.approx(GPT_COST)
+        # a stream without include_usage: aroutd asks for usage and strips that chunk
+        chunks = list(
+            oai(d, keys.api).chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True
+            )
+        )
+        assert chunks and all(c.usage is None for c in chunks)
+        assert all(c.choices for c in chunks)  # no usage-only chunk reached the client
+        assert len(access_lines(d, "/v1/chat/completions")) == 2
+        rec = last_line(d, "/v1/chat/completions")
+        assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"]) == (5, 7)
+        assert rec["cost"] == pytest.approx(GPT_COST)
+        # the client asked: it gets the usage chunk
+        chunks = list(
+            oai(d, keys.api).chat.completions.create(
+                model="gpt-4o-mini",
+                messages=MESSAGES,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        usage = [c.usage for c in chunks if c.usage is not None]
+        assert len(usage) == 1 and usage[0].prompt_tokens == 5
+        assert last_line(d, "/v1/chat/completions")["cost"] == pytest.approx(GPT_COST)
+
+
+def test_anthropic_and_gemini_usage(setup: tuple[Path, Keys]) -> None:
+    cfg, keys = setup
+    with aroutd(cfg, keys) as d:
+        claude = anthropic.Anthropic(base_url=d.base, api_key=keys.api, max_retries=0)
+        with claude.messages.stream(
+            model="claude-sonnet-4",
+            max_tokens=64,
+            messages=[{"role": "user", "content": HELLO}],
+        ) as stream:
+            final = stream.get_final_message()
+        rec = last_line(d, "/v1/messages")
+        assert rec["usage"]["input_tokens"] == final.usage.input_tokens
+        assert rec["usage"]["output_tokens"] == final.usage.output_tokens == 7
+        expected = (final.usage.input_tokens * 3.0 + 7 * 15.0) / 1e6
+        assert rec["cost"] == pytest.approx(expected)
+        client = genai.Client(
+            api_key=keys.api, http_options=genai_types.HttpOptions(base_url=d.base)
+        )
+        reply = client.models.generate_content(model="gemini-2.0-flash", contents=HELLO)
+        meta = reply.usage_metadata
+        assert meta is not None and meta.prompt_token_count is not None
+        rec = last_line(d, "/v1/models/gemini-2.0-flash:generateContent")
+        assert rec["usage"]["input_tokens"] == meta.prompt_token_count
+        out = meta.candidates_token_count or 0
+        assert rec["cost"] == pytest.approx((meta.prompt_token_count * 0.10 + out * 0.40) / 1e6)
+
+
+def _mgmt(d: Daemon, method: str, path: str, body: Any = None) -> httpx.Response:
+    return httpx.request(
+        method, f"{d.base}{path}", json=body, headers={"Authorization": f"Bearer {d.keys.mgmt}"}
+    )
+
+
+def test_a_limit_trips_on_the_following_request_and_usage_survives_sigkill(
+    setup: tuple[Path, Keys],
+) -> None:
+    cfg, keys = setup
+    with aroutd(cfg, keys) as d:
+        made = _mgmt(d, "POST", "/api/v1/keys", {"name": "capped", "limit": GPT_COST * 1.5})
+        key, digest = made.json()["key"], made.json()["data"]["hash"]
+        oai(d, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        oai(d, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # in budget
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            oai(d, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert refused.value.body == {
+            "message": "spending limit exceeded",
+            "type": "forbidden_error",
+            "code": "quota_exceeded",
+        }
+        mine = httpx.get(f"{d.base}/v1/key", headers={"Authorization": f"Bearer {key}"})
+        data = mine.json()["data"]
+        assert data["usage"] == pytest.approx(2 * GPT_COST)
+        assert data["usage_daily"] == data["usage_monthly"] == data["usage"]
+        assert data["limit_remaining"] == 0
+        listed = _mgmt(d, "GET", f"/api/v1/keys/{digest}").json()["data"]
+        assert listed["usage"] == pytest.approx(2 * GPT_COST)
+        time.sleep(0.3)  # more than the 100 ms the commit may take
+        d.proc.popen.send_signal(signal.SIGKILL)
+        d.proc.popen.wait(10)
+    with aroutd(cfg, keys) as d:
+        again = httpx.get(f"{d.base}/v1/key", headers={"Authorization": f"Bearer {key}"})
+        assert again.json()["data"]["usage"] == pytest.approx(2 * GPT_COST)
+        with pytest.raises(openai.PermissionDeniedError):
+            oai(d, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
