@@ -68,22 +68,24 @@ def access_lines(d: Daemon, path: str) -> list[dict[str, Any]]:
     return out
 
 
-def last_line(d: Daemon, path: str) -> dict[str, Any]:
+def line(d: Daemon, path: str, n: int) -> dict[str, Any]:
+    """The ``n``-th access line (1-based) for ``path``, once written: the client has its
+    answer a moment before the daemon logs it."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         lines = access_lines(d, path)
-        if lines:
-            return lines[-1]
+        if len(lines) >= n:
+            return lines[n - 1]
         time.sleep(0.02)
     seen = [rec["path"] for rec in access_lines(d, "")]
-    raise AssertionError(f"no access line for {path} among {seen}")
+    raise AssertionError(f"no access line {n} for {path} among {seen}")
 
 
 def test_openai_usage_and_cost_streaming_or_not(setup: tuple[Path, Keys]) -> None:
     cfg, keys = setup
     with aroutd(cfg, keys) as d:
         oai(d, keys.api).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-        rec = last_line(d, "/v1/chat/completions")
+        rec = line(d, "/v1/chat/completions", 1)
         assert rec["usage"]["input_tokens"] == 5 and rec["usage"]["output_tokens"] == 7
         assert rec["cost"] == pytest.approx(GPT_COST)
         # a stream without include_usage: aroutd asks for usage and strips that chunk
@@ -94,8 +96,7 @@ def test_openai_usage_and_cost_streaming_or_not(setup: tuple[Path, Keys]) -> Non
         )
         assert chunks and all(c.usage is None for c in chunks)
         assert all(c.choices for c in chunks)  # no usage-only chunk reached the client
-        assert len(access_lines(d, "/v1/chat/completions")) == 2
-        rec = last_line(d, "/v1/chat/completions")
+        rec = line(d, "/v1/chat/completions", 2)
         assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"]) == (5, 7)
         assert rec["cost"] == pytest.approx(GPT_COST)
         # the client asked: it gets the usage chunk
@@ -109,7 +110,7 @@ def test_openai_usage_and_cost_streaming_or_not(setup: tuple[Path, Keys]) -> Non
         )
         usage = [c.usage for c in chunks if c.usage is not None]
         assert len(usage) == 1 and usage[0].prompt_tokens == 5
-        assert last_line(d, "/v1/chat/completions")["cost"] == pytest.approx(GPT_COST)
+        assert line(d, "/v1/chat/completions", 3)["cost"] == pytest.approx(GPT_COST)
 
 
 def test_anthropic_and_gemini_usage(setup: tuple[Path, Keys]) -> None:
@@ -122,7 +123,7 @@ def test_anthropic_and_gemini_usage(setup: tuple[Path, Keys]) -> None:
             messages=[{"role": "user", "content": HELLO}],
         ) as stream:
             final = stream.get_final_message()
-        rec = last_line(d, "/v1/messages")
+        rec = line(d, "/v1/messages", 1)
         assert rec["usage"]["input_tokens"] == final.usage.input_tokens
         assert rec["usage"]["output_tokens"] == final.usage.output_tokens == 7
         expected = (final.usage.input_tokens * 3.0 + 7 * 15.0) / 1e6
@@ -133,7 +134,7 @@ def test_anthropic_and_gemini_usage(setup: tuple[Path, Keys]) -> None:
         reply = client.models.generate_content(model="gemini-2.0-flash", contents=HELLO)
         meta = reply.usage_metadata
         assert meta is not None and meta.prompt_token_count is not None
-        rec = last_line(d, "/v1/models/gemini-2.0-flash:generateContent")
+        rec = line(d, "/v1/models/gemini-2.0-flash:generateContent", 1)
         assert rec["usage"]["input_tokens"] == meta.prompt_token_count
         out = meta.candidates_token_count or 0
         assert rec["cost"] == pytest.approx((meta.prompt_token_count * 0.10 + out * 0.40) / 1e6)
@@ -176,3 +177,48 @@ def test_a_limit_trips_on_the_following_request_and_usage_survives_sigkill(
         assert again.json()["data"]["usage"] == pytest.approx(2 * GPT_COST)
         with pytest.raises(openai.PermissionDeniedError):
             oai(d, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+
+def test_sighup_rereads_pricing_and_keeps_it_when_the_config_is_broken(
+    setup: tuple[Path, Keys],
+) -> None:
+    cfg, keys = setup
+    original = cfg.read_text()
+    with aroutd(cfg, keys) as d:
+        oai(d, keys.api).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert line(d, "/v1/chat/completions", 1)["cost"] == pytest.approx(GPT_COST)
+        cfg.write_text(original.replace("output = 0.60", "output = 6.00"))
+        d.proc.popen.send_signal(signal.SIGHUP)
+        d.proc.wait_for('"event":"pricing_reload","result":"ok"')
+        oai(d, keys.api).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        doubled = (5 * 0.15 + 7 * 6.00) / 1e6
+        assert line(d, "/v1/chat/completions", 2)["cost"] == pytest.approx(doubled)
+        cfg.write_text(original.replace("output = 0.60", 'output = "lots"'))
+        d.proc.popen.send_signal(signal.SIGHUP)
+        logged = d.proc.wait_for('"event":"pricing_reload","result":"error"')
+        assert "aroutd.toml:" in logged and "output" in logged  # FILE:LINE and the key
+        oai(d, keys.api).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert line(d, "/v1/chat/completions", 3)["cost"] == pytest.approx(doubled)
+
+
+def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_reported(
+    tmp_path: Path,
+) -> None:
+    keys = Keys()
+    with mock_upstream("--event-delay-ms", "300") as (_, up_port):
+        cfg = write_config(tmp_path, up_port, keys)
+        cfg.write_text(cfg.read_text() + PRICING)
+        with aroutd(cfg, keys) as d:
+            claude = anthropic.Anthropic(base_url=d.base, api_key=keys.api, max_retries=0)
+            with claude.messages.stream(
+                model="claude-sonnet-4",
+                max_tokens=64,
+                messages=[{"role": "user", "content": HELLO}],
+            ) as stream:
+                for event in stream:
+                    if event.type == "message_start":
+                        break  # leave after the first event: message_start has the input
+            rec = line(d, "/v1/messages", 1)
+            assert rec["error"] == "client gone"
+            assert rec["usage"]["input_tokens"] > 0 and rec["usage"]["output_tokens"] < 7
+            assert rec["cost"] > 0

@@ -19,7 +19,7 @@ import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
@@ -27,6 +27,7 @@ import trio
 from aroutd.config.parse import Config, unsupported
 from aroutd.errors import BadRequest, ConfigError
 from aroutd.forwarding import peer_is_trusted
+from aroutd.routing import known_providers
 from aroutd.shell import logsink
 from aroutd.shell.admin import handle_admin
 from aroutd.shell.files import load_config, load_keytable, wallet_tokens
@@ -176,6 +177,7 @@ async def reload_keys(rt: Runtime) -> bool:
         gc.enable()
     old, rt.keytable = rt.keytable, table
     rt.log_conflicts()
+    await _reload_pricing(rt)
     gc.freeze()  # no collect() here: walking a fresh million-key table would pause serving
     rt.metrics.reloads["ok"] += 1
     logsink.event(
@@ -189,6 +191,21 @@ async def reload_keys(rt: Runtime) -> bool:
     # at once would stall the event loop for a quarter second.
     await trio.to_thread.run_sync(old.dispose, abandon_on_cancel=True)
     return True
+
+
+async def _reload_pricing(rt: Runtime) -> None:
+    """SIGHUP re-reads ``[pricing]`` too (SPEC §11): from the config file, which must
+    parse whole; on any problem the old prices stay, and the problems are logged. Only
+    the prices (and the providers they name) change: other settings need a restart."""
+    try:
+        cfg = await trio.to_thread.run_sync(load_config, rt.config.path, abandon_on_cancel=True)
+    except ConfigError as exc:
+        logsink.event("pricing_reload", result="error", problems=list(exc.problems))
+        return
+    if cfg.pricing != rt.config.pricing:
+        rt.config = replace(rt.config, pricing=cfg.pricing)
+        rt.providers = known_providers(rt.config)
+    logsink.event("pricing_reload", result="ok", models=len(cfg.pricing))
 
 
 Signals = AsyncIterator[int]  # what trio.open_signal_receiver yields
