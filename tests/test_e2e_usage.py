@@ -222,3 +222,46 @@ def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_reported(
             assert rec["error"] == "client gone"
             assert rec["usage"]["input_tokens"] > 0 and rec["usage"]["output_tokens"] < 7
             assert rec["cost"] > 0
+
+
+def test_gemini_streaming_usage(setup: tuple[Path, Keys]) -> None:
+    cfg, keys = setup
+    with aroutd(cfg, keys) as d:
+        client = genai.Client(
+            api_key=keys.api, http_options=genai_types.HttpOptions(base_url=d.base)
+        )
+        last = None
+        for part in client.models.generate_content_stream(model="gemini-2.0-flash", contents=HELLO):
+            last = part.usage_metadata or last
+        assert last is not None and last.prompt_token_count is not None
+        rec = line(d, "/v1/models/gemini-2.0-flash:streamGenerateContent", 1)
+        assert rec["usage"]["input_tokens"] == last.prompt_token_count
+        assert rec["usage"]["output_tokens"] == (last.candidates_token_count or 0)
+
+
+def test_two_instances_on_one_state_file_add_up(tmp_path: Path) -> None:
+    """A tenant limit spent through two daemons sharing the sqlite file: each sees the
+    other's usage within a second."""
+    keys = Keys()
+    with mock_upstream() as (_, up_port):
+        cfg = write_config(tmp_path, up_port, keys)
+        table = (tmp_path / "keys.toml").read_text()
+        limited = f"limit = {GPT_COST * 2.5!r}" + chr(10)
+        (tmp_path / "keys.toml").write_text(
+            table.replace("[tenants.acme]\n", "[tenants.acme]\n" + limited, 1)
+        )
+        cfg.write_text(cfg.read_text() + PRICING)
+        with aroutd(cfg, keys) as a, aroutd(cfg, keys) as b:
+            oai(a, keys.api).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            for _ in range(2):
+                oai(b, keys.narrow).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            time.sleep(1.0)  # B's commit (50 ms) and A's poll of the store (0.5 s)
+            # A alone has spent 1x of the 2.5x: only B's 2x make the tenant reach its limit
+            with pytest.raises(openai.PermissionDeniedError) as caught:
+                oai(a, keys.api).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            refused = caught.value.body
+            assert refused == {
+                "message": "spending limit exceeded",
+                "type": "forbidden_error",
+                "code": "quota_exceeded",
+            }
