@@ -19,6 +19,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from anthropic.lib.streaming import MessageStreamManager
 from google import genai
 from google.genai import types as genai_types
 from openai.types.chat import ChatCompletionMessageParam
@@ -66,6 +67,13 @@ def access_lines(d: Daemon, path: str) -> list[dict[str, Any]]:
             if rec["path"].startswith(path):
                 out.append(rec)
     return out
+
+
+def claude_stream(d: Daemon, key: str) -> MessageStreamManager:
+    claude = anthropic.Anthropic(base_url=d.base, api_key=key, max_retries=0)
+    return claude.messages.stream(
+        model="claude-sonnet-4", max_tokens=64, messages=[{"role": "user", "content": HELLO}]
+    )
 
 
 def line(d: Daemon, path: str, n: int) -> dict[str, Any]:
@@ -116,12 +124,7 @@ def test_openai_usage_and_cost_streaming_or_not(setup: tuple[Path, Keys]) -> Non
 def test_anthropic_and_gemini_usage(setup: tuple[Path, Keys]) -> None:
     cfg, keys = setup
     with aroutd(cfg, keys) as d:
-        claude = anthropic.Anthropic(base_url=d.base, api_key=keys.api, max_retries=0)
-        with claude.messages.stream(
-            model="claude-sonnet-4",
-            max_tokens=64,
-            messages=[{"role": "user", "content": HELLO}],
-        ) as stream:
+        with claude_stream(d, keys.api) as stream:
             final = stream.get_final_message()
         rec = line(d, "/v1/messages", 1)
         assert rec["usage"]["input_tokens"] == final.usage.input_tokens
@@ -209,12 +212,7 @@ def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_reported(
         cfg = write_config(tmp_path, up_port, keys)
         cfg.write_text(cfg.read_text() + PRICING)
         with aroutd(cfg, keys) as d:
-            claude = anthropic.Anthropic(base_url=d.base, api_key=keys.api, max_retries=0)
-            with claude.messages.stream(
-                model="claude-sonnet-4",
-                max_tokens=64,
-                messages=[{"role": "user", "content": HELLO}],
-            ) as stream:
+            with claude_stream(d, keys.api) as stream:
                 for event in stream:
                     if event.type == "message_start":
                         break  # leave after the first event: message_start has the input
