@@ -19,8 +19,9 @@ Pure: values and ``now`` in, figures out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
 
 from aroutd.store.base import UsageRow
 from aroutd.usage.periods import PERIODS, period_key
@@ -54,14 +55,23 @@ class Spent:
         return float(getattr(self, reset))
 
 
-def _plus(a: UsageRow, b: UsageRow) -> UsageRow:
-    return replace(
-        a,
-        usd=a.usd + b.usd,
-        input_tokens=a.input_tokens + b.input_tokens,
-        output_tokens=a.output_tokens + b.output_tokens,
-        cached_input_tokens=a.cached_input_tokens + b.cached_input_tokens,
-        requests=a.requests + b.requests,
+@lru_cache(maxsize=4)
+def _periods(day: date) -> tuple[str, ...]:
+    """The counter keys a response on ``day`` (UTC) adds to: computed once a day."""
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    return ("lifetime", *(period_key(p, noon) for p in PERIODS))
+
+
+def _row(slot: _Slot, sums: list[float]) -> UsageRow:
+    usd, input_tokens, output_tokens, cached, requests = sums
+    return UsageRow(
+        subject=slot[0],
+        period=slot[1],
+        usd=usd,
+        input_tokens=int(input_tokens),
+        output_tokens=int(output_tokens),
+        cached_input_tokens=int(cached),
+        requests=int(requests),
     )
 
 
@@ -70,7 +80,8 @@ class UsageBook:
 
     def __init__(self) -> None:
         self._held: dict[_Slot, UsageRow] = {}  # the store's totals, with their seq
-        self._pending: dict[_Slot, UsageRow] = {}  # added here, not yet being committed
+        # added here, not yet being committed: [usd, input, output, cached input, requests]
+        self._pending: dict[_Slot, list[float]] = {}
         self._in_flight: dict[_Slot, UsageRow] = {}  # taken by the committer
         self.cursor = 0  # the highest change number seen
 
@@ -84,22 +95,27 @@ class UsageBook:
         output_tokens: int = 0,
         cached_input_tokens: int = 0,
     ) -> None:
-        """One finished response: the same figures for every subject and period."""
-        periods = ["lifetime", *(period_key(p, now) for p in PERIODS)]
+        """One finished response: the same figures for every subject and period (plain
+        sums on the request path; rows are made only when a batch is taken)."""
+        periods = _periods(now.astimezone(UTC).date())
+        pending = self._pending
         for subject in subjects:
             for period in periods:
-                delta = UsageRow(
-                    subject=subject,
-                    period=period,
-                    usd=usd,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                    cached_input_tokens=cached_input_tokens,
-                    requests=1,
-                )
-                slot = (subject, period)
-                old = self._pending.get(slot)
-                self._pending[slot] = delta if old is None else _plus(old, delta)
+                sums = pending.get((subject, period))
+                if sums is None:
+                    pending[(subject, period)] = [
+                        usd,
+                        input_tokens,
+                        output_tokens,
+                        cached_input_tokens,
+                        1,
+                    ]
+                else:
+                    sums[0] += usd
+                    sums[1] += input_tokens
+                    sums[2] += output_tokens
+                    sums[3] += cached_input_tokens
+                    sums[4] += 1
 
     def has_pending(self) -> bool:
         return bool(self._pending)
@@ -108,7 +124,8 @@ class UsageBook:
         """The pending deltas, now in flight to the store (one commit at a time)."""
         if self._in_flight:
             raise RuntimeError("a commit is already in flight")
-        self._in_flight, self._pending = self._pending, {}
+        pending, self._pending = self._pending, {}
+        self._in_flight = {slot: _row(slot, sums) for slot, sums in pending.items()}
         return list(self._in_flight.values())
 
     def committed(self, rows: Sequence[UsageRow]) -> None:
@@ -119,8 +136,12 @@ class UsageBook:
     def restore(self) -> None:
         """The commit failed: the in-flight deltas are pending again."""
         for slot, delta in self._in_flight.items():
-            old = self._pending.get(slot)
-            self._pending[slot] = delta if old is None else _plus(delta, old)
+            sums = self._pending.setdefault(slot, [0.0, 0, 0, 0, 0])
+            sums[0] += delta.usd
+            sums[1] += delta.input_tokens
+            sums[2] += delta.output_tokens
+            sums[3] += delta.cached_input_tokens
+            sums[4] += delta.requests
         self._in_flight = {}
 
     def apply(self, rows: Iterable[UsageRow]) -> None:
@@ -135,11 +156,12 @@ class UsageBook:
     def usd(self, subject: str, period: str) -> float:
         slot = (subject, period)
         total = 0.0
-        for part in (self._held, self._in_flight, self._pending):
+        for part in (self._held, self._in_flight):
             row = part.get(slot)
             if row is not None:
                 total += row.usd
-        return total
+        sums = self._pending.get(slot)
+        return total if sums is None else total + sums[0]
 
     def spent(self, subject: str, now: datetime) -> Spent:
         return Spent(

@@ -122,6 +122,8 @@ def ask_for_usage(body: bytes) -> bytes | None:
     in place of the ``false``/``null``. The splice point is found by reading the object
     member by member with the JSON decoder, never by searching the raw text.
     """
+    if b"stream" not in body and b"\\" not in body:
+        return None  # no "stream" key, not even an escaped one: nothing to read
     try:
         text = body.decode("utf-8")  # strict: no UTF-16/32 guessing, no lone surrogates
         i = _ws(text, 0)
@@ -303,6 +305,15 @@ class UsageChunkFilter:
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes of the stream to send the client now (possibly none)."""
+        if (
+            chunk.endswith(b"\n\n")
+            and b"usage" not in chunk
+            and not (self._in_event or self._hold or self._late_lf or self._line_len)
+            and b"\r" not in chunk
+        ):
+            # the common chunk: whole events, none of them a usage chunk (its bytes say
+            # "usage"), starting and ending between events: it passes as it is
+            return chunk
         out = bytearray()
         i, n = 0, len(chunk)
         if n and self._late_lf:

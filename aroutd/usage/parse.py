@@ -350,6 +350,18 @@ class UsageMeter:
                 self._stale = True
 
     def _feed_sse(self, chunk: bytes) -> None:
+        if (
+            chunk.endswith(b"\n\n")
+            and self._needle not in chunk
+            and not self._partial
+            and not self._data
+            and not self._event_bytes
+            and not (self._skip_lf or self._bom_pending or self._event_dropped)
+            and b"\r" not in chunk
+        ):
+            # the common chunk: whole events, none of which can carry usage; the state
+            # after it is the clean one it started in, so there is nothing to read
+            return
         if self._skip_lf:
             self._skip_lf = False
             if chunk.startswith(b"\n"):
