@@ -305,16 +305,19 @@ class UsageChunkFilter:
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes of the stream to send the client now (possibly none)."""
-        if (
-            chunk.endswith(b"\n\n")
-            and b"usage" not in chunk
-            and not (self._in_event or self._hold or self._late_lf or self._line_len)
-            and b"\r" not in chunk
+        head = b""
+        if not (self._in_event or self._hold or self._late_lf or self._line_len) and (
+            b"\r" not in chunk
         ):
-            # the common chunk: whole events, none of them a usage chunk (its bytes say
-            # "usage"), starting and ending between events: it passes as it is
-            return chunk
-        out = bytearray()
+            # Between events: whole events at the chunk's head that are no usage chunk
+            # (its bytes say "usage") pass as they are, and the state after them is this
+            # same clean one.
+            end = chunk.rfind(b"\n\n") + 2
+            if end >= 2 and chunk.find(b"usage", 0, end) < 0:
+                if end == len(chunk):
+                    return chunk
+                head, chunk = chunk[:end], chunk[end:]
+        out = bytearray(head)
         i, n = 0, len(chunk)
         if n and self._late_lf:
             if chunk[0] == _LF:  # the rest of a CRLF: it goes where the CR went

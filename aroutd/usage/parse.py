@@ -351,17 +351,19 @@ class UsageMeter:
 
     def _feed_sse(self, chunk: bytes) -> None:
         if (
-            chunk.endswith(b"\n\n")
-            and self._needle not in chunk
-            and not self._partial
+            not self._partial
             and not self._data
             and not self._event_bytes
             and not (self._skip_lf or self._bom_pending or self._event_dropped)
             and b"\r" not in chunk
         ):
-            # the common chunk: whole events, none of which can carry usage; the state
-            # after it is the clean one it started in, so there is nothing to read
-            return
+            # Between events: the whole events at the chunk's head that cannot carry usage
+            # need no reading (the state after them is this same clean one).
+            end = chunk.rfind(b"\n\n") + 2
+            if end >= 2 and chunk.find(self._needle, 0, end) < 0:
+                chunk = chunk[end:]
+                if not chunk:
+                    return
         if self._skip_lf:
             self._skip_lf = False
             if chunk.startswith(b"\n"):
