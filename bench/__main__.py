@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -23,9 +22,11 @@ from bench.procs import (
     Children,
     cpu_counters,
     disable_pinning,
+    load_note,
     other_load,
     pin_available,
     raise_nofile,
+    work_dir,
 )
 from bench.settings import ALL_SCENARIOS, CLIENT_CPU, REPO_ROOT, Settings, for_mode
 from bench.targets import (
@@ -202,19 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(
             "wrk absent: throughput measured with the trio client (it may be the bottleneck)"
         )
-    work = Path(tempfile.mkdtemp(prefix="aroutd-bench-"))
-    try:
+    with work_dir("aroutd-bench-", args.keep, notes) as work:
         results = run_all(s, work, notes)
-    finally:
-        if args.keep:
-            notes.append(f"work dir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    load = other_load(counters, cpu_counters())
-    notes.append(
-        f"during the run other processes used {load['other_pct']}% of the cores and the host "
-        f"stole {load['steal_pct']}% (this harness: {load['own_pct']}%)"
-    )
+    notes.append(load_note(counters))
     data = report.build_report(
         mode=s.mode,
         settings=dataclasses.asdict(s),

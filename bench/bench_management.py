@@ -32,10 +32,8 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,8 +51,10 @@ from bench.procs import (
     Children,
     cpu_counters,
     disable_pinning,
+    load_note,
     other_load,
     pin_available,
+    work_dir,
 )
 from bench.settings import CLIENT_CPU, REPO_ROOT
 from bench.stats import spread, summary_us
@@ -654,20 +654,10 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     if not pin_available():
         notes.append("processes are not pinned (--no-pin, or fewer than 2 usable cores)")
-    work = Path(tempfile.mkdtemp(prefix="aroutd-bench-mgmt-"))
-    notes.append(f"state store (sqlite, synchronous=FULL) under {work} ({_fs_type(work)})")
-    try:
+    with work_dir("aroutd-bench-mgmt-", args.keep, notes) as work:
+        notes.append(f"state store (sqlite, synchronous=FULL) under {work} ({_fs_type(work)})")
         results = run(mode, work, notes)
-    finally:
-        if args.keep:
-            notes.append(f"work dir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    load = other_load(counters, cpu_counters())
-    notes.append(
-        f"during the run other processes used {load['other_pct']}% of the cores and the host "
-        f"stole {load['steal_pct']}% (this harness: {load['own_pct']}%)"
-    )
+    notes.append(load_note(counters))
     binary = nginx.nginx_binary()
     machine = report.machine_info({"nginx": nginx.version(binary) if binary else None})
     machine["usable_cores"] = len(USABLE_CPUS)  # this process is pinned to one by now

@@ -46,10 +46,8 @@ import json
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -68,10 +66,12 @@ from bench.procs import (
     cpu_counters,
     disable_pinning,
     free_port,
+    load_note,
     other_load,
     pin_available,
     wait_http,
     wait_port,
+    work_dir,
 )
 from bench.settings import CLIENT_CPU, REPO_ROOT, SERVER_CPU, UPSTREAM_CPU
 from bench.stats import spread, summary_us
@@ -1137,8 +1137,7 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     if not pin_available():
         notes.append("processes are not pinned (--no-pin, or fewer than 2 usable cores)")
-    work = Path(tempfile.mkdtemp(prefix="aroutd-bench-metering-"))
-    try:
+    with work_dir("aroutd-bench-metering-", args.keep, notes) as work:
         off_tree = extract_off_tree(work / "off-tree")
         checks: dict[str, Any] = {
             "off_tree": off_tree,
@@ -1156,17 +1155,8 @@ def main(argv: list[str] | None = None) -> int:
         if not checks["on_has_usage"] or not checks["on_import"].startswith(str(REPO_ROOT)):
             raise SystemExit(f"the on tree has no metering: {checks}")
         results = run(mode, work, notes, checks)
-    finally:
-        if args.keep:
-            notes.append(f"work dir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     checks["off_tree"] = str(checks["off_tree"])
-    load = other_load(counters, cpu_counters())
-    notes.append(
-        f"during the run other processes used {load['other_pct']}% of the cores and the host "
-        f"stole {load['steal_pct']}% (this harness: {load['own_pct']}%)"
-    )
+    notes.append(load_note(counters))
     binary = nginx.nginx_binary()
     machine = report.machine_info({"nginx": nginx.version(binary) if binary else None})
     machine["usable_cores"] = len(USABLE_CPUS)

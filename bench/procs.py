@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -292,6 +293,29 @@ def cpu_counters() -> dict[str, float]:
         "own_s": own,
         "wall_s": time.monotonic(),
     }
+
+
+@contextlib.contextmanager
+def work_dir(prefix: str, keep: bool, notes: list[str]) -> Iterator[Path]:
+    """A temp folder for one bench run (configs, child logs), removed afterwards unless
+    ``keep`` (then a note says where it is)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        if keep:
+            notes.append(f"work dir kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def load_note(before: dict[str, float]) -> str:
+    """What else ran on the machine since ``before`` (a ``cpu_counters``), as a note."""
+    load = other_load(before, cpu_counters())
+    return (
+        f"during the run other processes used {load['other_pct']}% of the cores and the host "
+        f"stole {load['steal_pct']}% (this harness: {load['own_pct']}%)"
+    )
 
 
 def other_load(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
