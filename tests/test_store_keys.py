@@ -197,6 +197,7 @@ def test_the_mirror_lists_a_tenants_keys_oldest_first() -> None:
     assert [e.id for e in held.of_tenant("acme")] == ["api-1", "api-3"]
     assert [e.id for e in held.of_tenant("beta")] == ["api-2"]
     assert held.count("acme") == 2 and held.count("nobody") == 0
+    assert held.tenants() == ["acme", "beta"]
     moved = replace(entry(3), tenant="beta")  # a change may move nothing else along
     held.apply([KeyChange(4, digest(3), moved)])
     assert [e.id for e in held.of_tenant("acme")] == ["api-1"]

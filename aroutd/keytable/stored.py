@@ -71,6 +71,10 @@ class StoredKeys:
         keys = self._by_tenant.get(tenant, {}).values()
         return sorted(keys, key=lambda e: (e.created_at, e.digest))
 
+    def tenants(self) -> list[str]:
+        """The tenants that hold stored keys, sorted."""
+        return sorted(self._by_tenant)
+
     def count(self, tenant: str) -> int:
         return len(self._by_tenant.get(tenant, ()))
 

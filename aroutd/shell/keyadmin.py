@@ -43,13 +43,9 @@ def list_keys(config_path: Path, tenant: str | None) -> list[str]:
     finally:
         store.close()
     now = datetime.now(UTC)
-    entries = [e for t in sorted(_tenants(held, tenant)) for e in held.of_tenant(t)]
+    tenants = held.tenants() if tenant is None else [tenant]
+    entries = [e for t in tenants for e in held.of_tenant(t)]
     return [HEADER, *(_line(e, now) for e in entries)]
-
-
-def _tenants(held: StoredKeys, tenant: str | None) -> set[str]:
-    found = {e.tenant for d in held.digests() if (e := held.lookup(d)) is not None}
-    return found if tenant is None else found & {tenant}
 
 
 def _line(e: KeyEntry, now: datetime) -> str:
