@@ -32,7 +32,8 @@ Pure core, by capability:
     store/        the state-store interface (base); its backends beside it (sqlite)
     usage/        SPEC §9: parse (usage read from answers as they stream), include_usage
                   (asking an OpenAI stream for usage, and removing it again), cost,
-                  periods (UTC day, week, month), book (spend in memory), limits (403)
+                  periods (UTC day, week, month), book (spend in memory), limits (403),
+                  ledger (wallet balances and their transactions log, 402)
 
 Trio shell (shell/):
     files         reading the config, the key table and the JWT secrets (created if missing)
@@ -44,6 +45,8 @@ Trio shell (shell/):
                   through the store)
     keysync       other instances' and the command line's key changes, followed
     keyadmin      `aroutd keys list|disable|enable|delete` on the state store
+    ledger        GET /api/v1/balance and /api/v1/transactions, served
+    walletadmin   `aroutd wallets credit|show` on the state store
     metering      usage metered on the relay path; a finished answer charged
     usagesync     the usage book committed to the store every 50 ms, others' usage read
     relay         an allowed request sent upstream, its answer relayed as it arrives

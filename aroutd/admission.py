@@ -89,6 +89,8 @@ def admit_head(
         kind = "self"
     elif path == "/api/v1/balance":
         kind = "balance"
+    elif path == "/api/v1/transactions":
+        kind = "transactions"
     else:
         kind = "inference"
         route = match_route(routes, path)

@@ -1,5 +1,5 @@
 """The command line (SPEC §1): serve, check, keys new|hash|list|disable|enable|delete, demo,
-mock-upstream.
+mock-upstream; and wallets credit|show (wallet balances, README).
 
 Exit codes: 0 success, 1 invalid config / key table or startup failure, 2 usage.
 """
@@ -79,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
         change.add_argument("hash", metavar="HASH")
         change.add_argument("--config", help=_CONFIG_HELP)
 
+    wallets = sub.add_parser("wallets", help="wallet balances: credit a wallet, show one")
+    wallets_sub = wallets.add_subparsers(dest="wallets_command", required=True)
+    credit = wallets_sub.add_parser("credit", help="add USD to a wallet's balance")
+    credit.add_argument("account", metavar="ACCOUNT", help="CAIP-10, e.g. eip155:8453:0xAbC…")
+    credit.add_argument("usd", metavar="USD")
+    credit.add_argument("--note", default="", help="the credit's description in its log")
+    credit.add_argument("--config", help=_CONFIG_HELP)
+    show = wallets_sub.add_parser("show", help="a wallet's balance and latest transactions")
+    show.add_argument("account", metavar="ACCOUNT")
+    show.add_argument("--config", help=_CONFIG_HELP)
+
     demo = sub.add_parser("demo", help="the quick start: mock upstream + daemon + a fresh key")
     where = demo.add_mutually_exclusive_group()
     where.add_argument(
@@ -102,26 +113,43 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _stored_keys(args: argparse.Namespace) -> int:
+def _stored_keys(args: argparse.Namespace) -> list[str]:
     """``keys list|disable|enable|delete``: the state store's keys (shell.keyadmin)."""
-    from aroutd.errors import ConfigError, HTTPError
-    from aroutd.shell.keyadmin import KeyCommandError, change_key, list_keys
+    from aroutd.shell.keyadmin import change_key, list_keys
 
     path = _config_path(args.config)
+    if args.keys_command == "list":
+        return list_keys(path, args.tenant)
+    return [change_key(path, args.hash, args.keys_command)]
+
+
+def _wallets(args: argparse.Namespace) -> list[str]:
+    """``wallets credit|show`` (shell.walletadmin)."""
+    from aroutd.shell.walletadmin import credit_wallet, show_wallet
+
+    path = _config_path(args.config)
+    if args.wallets_command == "credit":
+        return credit_wallet(path, args.account, args.usd, args.note)
+    return show_wallet(path, args.account)
+
+
+def _store_command(args: argparse.Namespace) -> int:
+    """A command on the state store: its lines, or what went wrong on stderr and 1."""
+    from aroutd.errors import ConfigError, HTTPError
+    from aroutd.shell.keyadmin import KeyCommandError
+
+    name = f"aroutd {args.command} {getattr(args, args.command + '_command')}"
     try:
-        if args.keys_command == "list":
-            lines = list_keys(path, args.tenant)
-        else:
-            lines = [change_key(path, args.hash, args.keys_command)]
+        lines = _wallets(args) if args.command == "wallets" else _stored_keys(args)
     except KeyCommandError as exc:
-        print(f"aroutd keys {args.keys_command}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 1
-    except HTTPError as exc:  # the store failed (503): its message, never a traceback
-        print(f"aroutd keys {args.keys_command}: {exc.message}", file=sys.stderr)
+    except HTTPError as exc:  # bad input (400) or the store failed (503): never a traceback
+        print(f"{name}: {exc.message}", file=sys.stderr)
         return 1
     for line in lines:
         print(line)
@@ -144,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         if not problems:
             print(f"{path}: ok")
         return 1 if problems else 0
-    if args.command == "keys" and args.keys_command not in ("new", "hash"):
-        return _stored_keys(args)
+    if args.command == "wallets" or (
+        args.command == "keys" and args.keys_command not in ("new", "hash")
+    ):
+        return _store_command(args)
     if args.command == "keys":
         from aroutd.keytable.keys import keys_hash_output, keys_new_output
 

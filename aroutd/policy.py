@@ -30,7 +30,7 @@ __all__ = [
     "principal_for_wallet",
 ]
 
-Endpoint = Literal["inference", "management", "self", "balance"]
+Endpoint = Literal["inference", "management", "self", "balance", "transactions"]
 
 MSG_MGMT_ON_INFERENCE = "management keys cannot call inference endpoints"
 MSG_NEEDS_MGMT = "this endpoint requires a management key"
@@ -47,7 +47,7 @@ def authorize_endpoint(principal: Principal, endpoint: Endpoint) -> None:
         # GET /v1/key describes a key; a wallet has none (its balance is /api/v1/balance).
         if principal.kind == "wallet":
             raise Forbidden(MSG_NEEDS_KEY)
-    elif principal.kind == "management":  # "inference" and "balance"
+    elif principal.kind == "management":  # "inference", "balance" and "transactions"
         raise Forbidden(MSG_MGMT_ON_INFERENCE)
 
 

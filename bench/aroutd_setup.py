@@ -12,6 +12,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = [
@@ -118,9 +119,32 @@ def write_aroutd_files(
         'upstream = "mock"\n'
         'provider = "openai"\n'
     )
+    _grant_wallet(directory / "state" / "aroutd.db")
     return AroutdFiles(
         config=config, keys=keys, jwt_secret=secret, public_url=public_url, api_key=api_key
     )
+
+
+def _grant_wallet(db: Path) -> None:
+    """The bench wallet has a balance to spend (SPEC §9: without one it gets 402). The
+    credit has a fixed id, so doing this again adds nothing."""
+    from aroutd.store.base import Transaction
+    from aroutd.store.sqlite import SqliteStore
+
+    store = SqliteStore.open(db)
+    try:
+        store.credit(
+            Transaction(
+                id="txn_bench_grant",
+                account=WALLET_ACCOUNT,
+                type="credit",
+                amount=1_000_000.0,
+                description="bench grant",
+                created_at=datetime.now(UTC),
+            )
+        )
+    finally:
+        store.close()
 
 
 def wallet_jwt(secret_file: Path, public_url: str, *, ttl_s: int = 3600) -> str:

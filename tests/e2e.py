@@ -176,3 +176,16 @@ def aroutd(config: Path, keys: Keys) -> Iterator[Daemon]:
         yield Daemon(proc, port, keys, config)
     finally:
         proc.stop(signal.SIGKILL)
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m aroutd ARGS --config CONFIG`` (the store commands), with a bare
+    environment: nothing from the test run's own leaks in."""
+    return subprocess.run(
+        [sys.executable, "-m", "aroutd", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={"PATH": "/usr/bin:/bin", "MOCK_UPSTREAM_KEY": "x"},
+    )

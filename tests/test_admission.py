@@ -40,6 +40,7 @@ WS = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade")]
         pytest.param(b"GET", b"/api/v1/keys/abc", "management", None, id="management"),
         pytest.param(b"GET", b"/v1/key", "self", None, id="self"),
         pytest.param(b"GET", b"/api/v1/balance", "balance", None, id="balance"),
+        pytest.param(b"GET", b"/api/v1/transactions", "transactions", None, id="transactions"),
         pytest.param(b"POST", b"/v1/chat/completions", "inference", 1, id="prefix-route"),
         pytest.param(b"POST", b"/v1beta/models/g:generateContent", "inference", 0, id="pattern"),
         pytest.param(b"GET", b"/api/v1/other", "inference", None, id="protected-unrouted"),

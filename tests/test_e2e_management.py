@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from .e2e import Daemon, Proc, _spawn, aroutd, mock_upstream, write_config
+from .e2e import Daemon, Proc, _spawn, aroutd, cli, mock_upstream, write_config
 from .support import Keys, sha, unused_port
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
@@ -161,14 +160,7 @@ def test_two_instances_on_one_state_file_and_one_port(tmp_path: Path) -> None:
 
 
 def _cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aroutd", "keys", *args, "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "MOCK_UPSTREAM_KEY": "x"},
-    )
+    return cli(cfg, "keys", *args)
 
 
 def test_keys_commands_change_a_running_daemons_keys(setup: tuple[Path, Keys]) -> None:

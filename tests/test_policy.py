@@ -41,6 +41,9 @@ MGMT_ON_INFERENCE = "management keys cannot call inference endpoints"
         pytest.param(API, "balance", None, id="api-balance"),
         pytest.param(WALLET, "balance", None, id="wallet-balance"),
         pytest.param(MGMT, "balance", MGMT_ON_INFERENCE, id="mgmt-balance"),
+        pytest.param(API, "transactions", None, id="api-transactions"),
+        pytest.param(WALLET, "transactions", None, id="wallet-transactions"),
+        pytest.param(MGMT, "transactions", MGMT_ON_INFERENCE, id="mgmt-transactions"),
     ],
 )
 def test_authorize_endpoint(principal: Principal, endpoint: str, message: str | None) -> None:

@@ -6,8 +6,10 @@ the I/O between them:
 
     admit_head (405, 400, 404) ─ built-in? ─ held back (429)? ─ credential
       ─ principal ─ endpoint kind ─ the management API (shell.management)?
+      ─ balance / transactions (shell.ledger)?
       ─ body (≤ max_body_bytes)
-      ─ plan_forward (model, provider, upstream, scope) ─ upstream head ─ relay
+      ─ plan_forward (model, provider, upstream, scope) ─ spending limits (403),
+      a wallet's balance (402) ─ upstream head ─ relay
 
 Each request is also a fault barrier (SPEC §6): an exception that is not one
 of our HTTP errors is answered 500 ``internal error`` when nothing was sent yet,
@@ -55,11 +57,13 @@ from aroutd.policy import authorize_endpoint, principal_for_wallet
 from aroutd.principal import Principal
 from aroutd.shell import logsink
 from aroutd.shell.connection import ClientConnection, ClientGone
+from aroutd.shell.ledger import balance, transactions
 from aroutd.shell.management import current_key, management
 from aroutd.shell.metering import Metering, account, response_shape
 from aroutd.shell.relay import Cut, Outbound, relay
 from aroutd.shell.runtime import Runtime
 from aroutd.usage.include_usage import ask_for_usage
+from aroutd.usage.ledger import check_balance
 from aroutd.usage.limits import check_spend
 
 __all__ = ["ConnInfo", "handle_request", "log_fault"]
@@ -196,8 +200,14 @@ async def _dispatch(
         status, answer = await current_key(rt, req.method, principal)
         await _send_json(client, rt, rec, status, answer)
         return
+    if head.kind in ("balance", "transactions"):
+        if head.kind == "balance":
+            status, answer = await balance(rt, req.method, principal)
+        else:
+            status, answer = await transactions(rt, req.method, principal, head.target.query)
+        await _send_json(client, rt, rec, status, answer)
+        return
     if head.kind != "inference" or head.route is None:
-        # /api/v1/balance comes with usage accounting and x402; until then it is not served.
         raise NotFound("not found")
     body = await client.read_body(
         0 if head.upgrade else cfg.server.max_body_bytes,
@@ -216,6 +226,8 @@ async def _dispatch(
     match = plan.match
     rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
     check_spend(rt.spent(principal, datetime.now(UTC)))  # 403 quota_exceeded (SPEC §9)
+    if principal.wallet is not None:
+        check_balance(rt.usage.balance(principal.wallet))  # 402 insufficient credits
     metering = None
     if not plan.upgrade:
         metering = Metering(response_shape(match.upstream_path))

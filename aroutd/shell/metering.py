@@ -7,8 +7,9 @@ without holding anything back. When aroutd asked an OpenAI stream for usage the
 client did not ask for, the usage-only chunk is removed on the way
 (:mod:`aroutd.usage.include_usage`). :func:`account` then prices what was reported
 (``[pricing]`` or the upstream's ``X-ARouter-Cost``), puts it in the access log and
-the metrics, and adds it to the usage book for the key and its tenant; the book is
-committed to the store in the background (:mod:`aroutd.shell.usagesync`).
+the metrics, and adds it to the usage book for the key and its tenant, or for the
+wallet (with a debit line of its transactions log); the book is committed to the
+store in the background (:mod:`aroutd.shell.usagesync`).
 
 A response cut short (the client left, the upstream died) is charged for what the
 upstream had reported by then.
@@ -16,6 +17,7 @@ upstream had reported by then.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -24,9 +26,10 @@ from aroutd.accesslog import AccessRecord
 from aroutd.headers import Headers, first_value
 from aroutd.principal import Principal
 from aroutd.shell.runtime import Runtime
-from aroutd.usage.book import key_subject, tenant_subject
+from aroutd.usage.book import key_subject, tenant_subject, wallet_subject
 from aroutd.usage.cost import request_cost
 from aroutd.usage.include_usage import UsageChunkFilter
+from aroutd.usage.ledger import debit_line
 from aroutd.usage.parse import Usage, UsageMeter
 
 __all__ = ["Metering", "account", "response_shape"]
@@ -108,12 +111,30 @@ def account(rt: Runtime, principal: Principal, rec: AccessRecord, metering: Mete
     )
     if cost.source == "unpriced":
         rt.log_unpriced(model)
+    now = datetime.now(UTC)
+    debit = None
     if principal.key_hash is not None:
-        rt.usage.add(
-            [key_subject(principal.key_hash), tenant_subject(principal.tenant)],
-            datetime.now(UTC),
-            usd=cost.usd,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-        )
+        subjects = [key_subject(principal.key_hash), tenant_subject(principal.tenant)]
+    elif principal.wallet is not None:
+        subjects = [wallet_subject(principal.wallet)]
+        if cost.usd > 0:
+            debit = debit_line(
+                tx_id=f"txn_{secrets.token_hex(12)}",
+                account=principal.wallet,
+                request_id=rec.request_id,
+                model=model,
+                usage=usage,
+                usd=cost.usd,
+                now=now,
+            )
+    else:
+        return
+    rt.usage.add(
+        subjects,
+        now,
+        usd=cost.usd,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        debit=debit,
+    )

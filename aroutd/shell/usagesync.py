@@ -43,7 +43,8 @@ async def _commit(rt: Runtime) -> bool:
     with trio.CancelScope(shield=True):
         batch = rt.usage.take()
         try:
-            rows = await trio.to_thread.run_sync(rt.store.add_usage, batch)
+            debits = rt.usage.debits_in_flight()
+            rows = await trio.to_thread.run_sync(rt.store.add_usage, batch, debits)
         except ServiceUnavailable:
             rt.usage.restore()
             return False

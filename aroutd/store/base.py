@@ -10,10 +10,11 @@ every implementation must be safe to call from several threads at once.
 Times are aware UTC datetimes passed in by the caller (the store never reads a clock),
 so tests drive expiry with plain values.
 
-It holds wallet sign-in (§8) and the keys created over the management API (§7).
-Usage accounting (counters per key and tenant and period, §9) and x402 (wallet
-balances, credits, seen payments, §10) extend this protocol with their own methods;
-each keeps the rule that an acknowledged write is durable.
+It holds wallet sign-in (§8), the keys created over the management API (§7), usage
+counters per key, tenant, wallet and period (§9) and the wallets' transactions log
+(credits and debits, §9): a wallet's balance is its ``credits`` row less its lifetime
+usage row. x402 (seen payments, §10) extends it with its own methods; each keeps the
+rule that an acknowledged write is durable.
 
 Keys: every write of a key gives it the next number of one change sequence, shared by
 every process on the store, and a deleted key leaves a tombstone with its number. A
@@ -27,14 +28,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from aroutd.keytable.table import KeyEntry
 
 __all__ = [
+    "BalanceStore",
     "KeyChange",
     "KeyStore",
     "StateStore",
+    "Transaction",
     "UsageRow",
     "UsageStore",
     "WalletAccount",
@@ -74,6 +77,22 @@ class UsageRow:
     cached_input_tokens: int = 0
     requests: int = 0
     seq: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transaction:
+    """One line of a wallet's transactions log: a credit (a payment, an operator's grant)
+    or the debit of one request's usage."""
+
+    id: str  # "txn_…": unique; writing the same id twice adds it once
+    account: str  # the wallet's CAIP-10 account
+    type: Literal["credit", "usage"]
+    amount: float  # USD: a credit is positive, a debit negative
+    description: str
+    created_at: datetime  # aware, UTC
+    request_id: str | None = None  # the request that paid for (or spent) it
+    transaction: str | None = None  # a credit's on-chain transaction (x402)
+    network: str | None = None  # its CAIP-2 network
 
 
 class WalletStore(Protocol):
@@ -123,9 +142,12 @@ class KeyStore(Protocol):
 class UsageStore(Protocol):
     """Usage accounting's part of the store (SPEC §9)."""
 
-    def add_usage(self, deltas: Sequence[UsageRow]) -> Sequence[UsageRow]:
-        """Add every delta (one transaction, durable when this returns); the totals of
-        the rows it touched, each with its new change number."""
+    def add_usage(
+        self, deltas: Sequence[UsageRow], debits: Sequence[Transaction] = ()
+    ) -> Sequence[UsageRow]:
+        """Add every delta and log every debit (one transaction, durable when this
+        returns); the totals of the rows it touched, each with its new change number. A
+        debit whose id is already logged is not logged again."""
         ...
 
     def usage_changes(self, after: int) -> Sequence[UsageRow]:
@@ -133,7 +155,21 @@ class UsageStore(Protocol):
         ...
 
 
-class StateStore(WalletStore, KeyStore, UsageStore, Protocol):
+class BalanceStore(Protocol):
+    """Wallet balances (SPEC §9): credits and the transactions log."""
+
+    def credit(self, tx: Transaction) -> UsageRow:
+        """Log the credit ``tx`` and add it to the account's ``credits`` row, in one
+        transaction, durable when this returns; the row's new totals. A credit whose id
+        is already logged changes nothing (so a retried credit is never counted twice)."""
+        ...
+
+    def transactions(self, account: str, offset: int, limit: int) -> Sequence[Transaction]:
+        """The account's log, newest first."""
+        ...
+
+
+class StateStore(WalletStore, KeyStore, UsageStore, BalanceStore, Protocol):
     """Everything the daemon keeps: each part above, and closing."""
 
     def close(self) -> None:

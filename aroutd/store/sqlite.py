@@ -8,6 +8,10 @@
 - The schema is versioned with ``PRAGMA user_version``: ``_MIGRATIONS[i]`` moves a file
   from version i to i + 1, in place and all or nothing. Later features (usage, balances)
   append.
+- Usage (§9) is one row per subject and period, numbered by ``usage.seq`` like keys; a
+  wallet's credits are the row ``(wallet:<account>, credits)``, so its balance (credits
+  less lifetime usage) reaches every instance by the same poll. Every credit and debit
+  is also a line of ``transactions``, written in the same transaction as its row.
 - Keys of the management API (§7): their sha256 and fields, never the key. A write takes
   the next number of ``api_keys.seq`` inside a ``BEGIN IMMEDIATE`` transaction, so the
   numbers are committed in order by every process sharing the file, and other instances
@@ -31,7 +35,8 @@ from typing import Any, TypeVar
 
 from aroutd.errors import ConfigError, ServiceUnavailable
 from aroutd.keytable.table import KeyEntry
-from aroutd.store.base import KeyChange, UsageRow, WalletAccount
+from aroutd.store.base import KeyChange, Transaction, UsageRow, WalletAccount
+from aroutd.usage.book import CREDITS_PERIOD, wallet_subject
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -91,7 +96,23 @@ _MIGRATIONS = (
         PRIMARY KEY (subject, period)
     ) WITHOUT ROWID;
     """,
+    # 3 -> 4: the wallets' transactions log (SPEC §9); balances are usage rows
+    """
+    CREATE TABLE transactions (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,   -- CAIP-10
+        type TEXT NOT NULL,      -- credit | usage
+        amount REAL NOT NULL,    -- USD: credits > 0, debits < 0
+        description TEXT NOT NULL,
+        request_id TEXT,
+        tx_hash TEXT,            -- a credit's on-chain transaction
+        network TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX transactions_account ON transactions (account, created_at);
+    """,
 )
+_TX_COLUMNS = "id, account, type, amount, description, request_id, tx_hash, network, created_at"
 _USAGE_COLUMNS = (
     "subject, period, seq, usd, input_tokens, output_tokens, cached_input_tokens, requests"
 )
@@ -249,32 +270,42 @@ class SqliteStore:
 
         return self._write(op)
 
-    def add_usage(self, deltas: Sequence[UsageRow]) -> Sequence[UsageRow]:
+    def add_usage(
+        self, deltas: Sequence[UsageRow], debits: Sequence[Transaction] = ()
+    ) -> Sequence[UsageRow]:
         def op(conn: sqlite3.Connection) -> list[UsageRow]:
-            out = []
-            for d in deltas:
-                row = conn.execute(
-                    f"INSERT INTO usage ({_USAGE_COLUMNS}) VALUES (?, ?, {_NEXT_USAGE_SEQ},"
-                    " ?, ?, ?, ?, ?) ON CONFLICT (subject, period) DO UPDATE SET"
-                    f" seq = {_NEXT_USAGE_SEQ}, usd = usd + excluded.usd,"
-                    " input_tokens = input_tokens + excluded.input_tokens,"
-                    " output_tokens = output_tokens + excluded.output_tokens,"
-                    " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
-                    f" requests = requests + excluded.requests RETURNING {_USAGE_COLUMNS}",
-                    (
-                        d.subject,
-                        d.period,
-                        d.usd,
-                        d.input_tokens,
-                        d.output_tokens,
-                        d.cached_input_tokens,
-                        d.requests,
-                    ),
-                ).fetchone()
-                out.append(_usage_row(row))
+            out = [_add_row(conn, d) for d in deltas]
+            for tx in debits:
+                _log(conn, tx)
             return out
 
         return self._write(op)
+
+    def credit(self, tx: Transaction) -> UsageRow:
+        def op(conn: sqlite3.Connection) -> UsageRow:
+            subject = wallet_subject(tx.account)
+            if _log(conn, tx):
+                return _add_row(
+                    conn, UsageRow(subject=subject, period=CREDITS_PERIOD, usd=tx.amount)
+                )
+            row = conn.execute(
+                f"SELECT {_USAGE_COLUMNS} FROM usage WHERE subject = ? AND period = ?",
+                (subject, CREDITS_PERIOD),
+            ).fetchone()
+            return _usage_row(row)
+
+        return self._write(op)
+
+    def transactions(self, account: str, offset: int, limit: int) -> Sequence[Transaction]:
+        def op(conn: sqlite3.Connection) -> list[Transaction]:
+            rows = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE account = ?"
+                " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+                (account, limit, offset),
+            )
+            return [_transaction(row) for row in rows]
+
+        return self._run(op)
 
     def usage_changes(self, after: int) -> Sequence[UsageRow]:
         def op(conn: sqlite3.Connection) -> list[UsageRow]:
@@ -304,6 +335,64 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _add_row(conn: sqlite3.Connection, d: UsageRow) -> UsageRow:
+    """Add the delta ``d`` to its row (created at zero), under the next change number."""
+    row = conn.execute(
+        f"INSERT INTO usage ({_USAGE_COLUMNS}) VALUES (?, ?, {_NEXT_USAGE_SEQ},"
+        " ?, ?, ?, ?, ?) ON CONFLICT (subject, period) DO UPDATE SET"
+        f" seq = {_NEXT_USAGE_SEQ}, usd = usd + excluded.usd,"
+        " input_tokens = input_tokens + excluded.input_tokens,"
+        " output_tokens = output_tokens + excluded.output_tokens,"
+        " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
+        f" requests = requests + excluded.requests RETURNING {_USAGE_COLUMNS}",
+        (
+            d.subject,
+            d.period,
+            d.usd,
+            d.input_tokens,
+            d.output_tokens,
+            d.cached_input_tokens,
+            d.requests,
+        ),
+    ).fetchone()
+    return _usage_row(row)
+
+
+def _log(conn: sqlite3.Connection, tx: Transaction) -> bool:
+    """Write ``tx`` to the transactions log; False when its id was there already."""
+    cur = conn.execute(
+        f"INSERT INTO transactions ({_TX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO NOTHING",
+        (
+            tx.id,
+            tx.account,
+            tx.type,
+            tx.amount,
+            tx.description,
+            tx.request_id,
+            tx.transaction,
+            tx.network,
+            tx.created_at.timestamp(),
+        ),
+    )
+    return cur.rowcount == 1
+
+
+def _transaction(row: tuple[Any, ...]) -> Transaction:
+    tx_id, account, kind, amount, description, request_id, tx_hash, network, created = row
+    return Transaction(
+        id=tx_id,
+        account=account,
+        type=kind,
+        amount=amount,
+        description=description,
+        request_id=request_id,
+        transaction=tx_hash,
+        network=network,
+        created_at=datetime.fromtimestamp(created, UTC),
+    )
 
 
 def _usage_row(row: tuple[Any, ...]) -> UsageRow:

@@ -13,6 +13,11 @@ plus what this instance added since and has not yet seen committed:
 - rows other instances changed come from a poll (:meth:`apply`). A row applies only
   when newer than the one held, so an older read never undoes a newer total.
 
+A wallet (subject ``wallet:<CAIP-10>``) has one more row, ``credits``: what was paid in,
+committed before the payment's answer (:meth:`apply` of the store's row). Its balance
+is credits less lifetime usage; each of its charged requests is also a debit line of
+its transactions log, pending and committed with the usage.
+
 Pure: values and ``now`` in, figures out.
 """
 
@@ -23,10 +28,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
-from aroutd.store.base import UsageRow
+from aroutd.store.base import Transaction, UsageRow
 from aroutd.usage.periods import PERIODS, period_key
 
-__all__ = ["Spent", "UsageBook", "key_subject", "tenant_subject"]
+__all__ = [
+    "CREDITS_PERIOD",
+    "Spent",
+    "UsageBook",
+    "key_subject",
+    "tenant_subject",
+    "wallet_subject",
+]
+
+CREDITS_PERIOD = "credits"  # a wallet's row of what it paid in
 
 _Slot = tuple[str, str]  # (subject, period)
 
@@ -37,6 +51,10 @@ def key_subject(key_hash: str) -> str:
 
 def tenant_subject(tenant: str) -> str:
     return f"tenant:{tenant}"
+
+
+def wallet_subject(account: str) -> str:
+    return f"wallet:{account}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,9 +94,11 @@ def _row(slot: _Slot, sums: list[float]) -> UsageRow:
 
 
 class UsageBook:
-    __slots__ = ("_held", "_in_flight", "_pending", "cursor")
+    __slots__ = ("_debits", "_debits_in_flight", "_held", "_in_flight", "_pending", "cursor")
 
     def __init__(self) -> None:
+        self._debits: list[Transaction] = []  # wallets' debit lines, pending
+        self._debits_in_flight: list[Transaction] = []
         self._held: dict[_Slot, UsageRow] = {}  # the store's totals, with their seq
         # added here, not yet being committed: [usd, input, output, cached input, requests]
         self._pending: dict[_Slot, list[float]] = {}
@@ -94,9 +114,13 @@ class UsageBook:
         input_tokens: int = 0,
         output_tokens: int = 0,
         cached_input_tokens: int = 0,
+        debit: Transaction | None = None,
     ) -> None:
         """One finished response: the same figures for every subject and period (plain
-        sums on the request path; rows are made only when a batch is taken)."""
+        sums on the request path; rows are made only when a batch is taken), and a
+        wallet's ``debit`` line."""
+        if debit is not None:
+            self._debits.append(debit)
         periods = _periods(now.astimezone(UTC).date())
         pending = self._pending
         for subject in subjects:
@@ -118,23 +142,30 @@ class UsageBook:
                     sums[4] += 1
 
     def has_pending(self) -> bool:
-        return bool(self._pending)
+        return bool(self._pending) or bool(self._debits)
 
     def take(self) -> list[UsageRow]:
-        """The pending deltas, now in flight to the store (one commit at a time)."""
-        if self._in_flight:
+        """The pending deltas, now in flight to the store (one commit at a time), with
+        the debit lines of :meth:`debits_in_flight`."""
+        if self._in_flight or self._debits_in_flight:
             raise RuntimeError("a commit is already in flight")
         pending, self._pending = self._pending, {}
+        self._debits_in_flight, self._debits = self._debits, []
         self._in_flight = {slot: _row(slot, sums) for slot, sums in pending.items()}
         return list(self._in_flight.values())
 
+    def debits_in_flight(self) -> list[Transaction]:
+        return list(self._debits_in_flight)
+
     def committed(self, rows: Sequence[UsageRow]) -> None:
         """The in-flight deltas are in the store: ``rows`` are its new totals."""
-        self._in_flight = {}
+        self._in_flight, self._debits_in_flight = {}, []
         self.apply(rows)
 
     def restore(self) -> None:
         """The commit failed: the in-flight deltas are pending again."""
+        self._debits[:0] = self._debits_in_flight
+        self._debits_in_flight = []
         for slot, delta in self._in_flight.items():
             sums = self._pending.setdefault(slot, [0.0, 0, 0, 0, 0])
             sums[0] += delta.usd
@@ -162,6 +193,11 @@ class UsageBook:
                 total += row.usd
         sums = self._pending.get(slot)
         return total if sums is None else total + sums[0]
+
+    def balance(self, account: str) -> float:
+        """A wallet's USD balance: what it paid in, less what it has spent."""
+        subject = wallet_subject(account)
+        return self.usd(subject, CREDITS_PERIOD) - self.usd(subject, "lifetime")
 
     def spent(self, subject: str, now: datetime) -> Spent:
         return Spent(
