@@ -1,0 +1,75 @@
+"""The rate limiter's values (SPEC §9): limits in, decisions out, all frozen.
+
+A subject is a string naming what is counted, namespaced like the usage rows
+(``key:<hash>``, ``tenant:<id>``, ``wallet:<id>``); the same limits apply to
+different subjects with their own figures. A :class:`Step` is one limit of one
+subject, checked but not yet committed: how long until it would admit, the state it
+leaves if the request is admitted, and its window for the ``X-RateLimit-*`` headers
+before and after. A limit is a positive integer, or None for none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Admitted", "Decision", "Limits", "Reason", "Refused", "Step", "Subject", "Window"]
+
+Subject = str
+Reason = Literal["rpm", "rpd", "tpm"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """The rate limits of one subject: requests per minute, per UTC day, tokens per minute."""
+
+    rpm: int | None = None
+    rpd: int | None = None
+    tpm: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "rpd", "tpm"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 1):
+                raise ValueError(f"{name} limit must be a positive integer, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Window:
+    """What ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (Unix seconds) say."""
+
+    limit: int
+    remaining: int
+    reset: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admitted:
+    """Every limit admitted the request, and it has been counted."""
+
+    window: Window | None  # None: no rpm or rpd limit applies
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refused:
+    """A limit refused the request (429); nothing was counted anywhere."""
+
+    reason: Reason  # of the limit with the longest wait
+    subject: Subject  # whose limit that is
+    retry_after_s: int  # whole seconds, at least 1: then every limit admits
+    window: Window | None
+
+
+Decision = Admitted | Refused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """One limit of one subject, checked and not committed."""
+
+    reason: Reason
+    subject: Subject
+    wait_ticks: int  # 0: admits now
+    state_after: int  # rpm: the TAT; rpd: the day's count; tpm: unused (0)
+    before: Window | None  # tpm: None (no header)
+    after: Window | None
