@@ -30,6 +30,12 @@ Pure core, by capability:
                   (a key never exceeds its tenant), changes (the key made), views (JSON)
     auth/         SPEC §8: siwx, evm, solana, walletjwt, signin
     store/        the state-store interface (base); its backends beside it (sqlite)
+    ratelimit/    SPEC §9 rate limits: ticks, values, gcra (rpm), daily (rpd), tokens (tpm),
+                  nearest (X-RateLimit-*), backend (LimiterBackend), limiter (in memory)
+    x402/         SPEC §10: networks (USDC, EIP-712 domains), reasons (codes, verdicts),
+                  requirements (PaymentRequired, header codec), payload (PAYMENT-SIGNATURE,
+                  X-PAYMENT), evm (EIP-3009), solana (v0 transactions), check (a payment
+                  checked locally), facilitator (its requests and answers), siwx_extension
     usage/        SPEC §9: parse (usage read from answers as they stream), include_usage
                   (asking an OpenAI stream for usage, and removing it again), cost,
                   periods (UTC day, week, month), book (spend in memory), limits (403),
@@ -47,6 +53,8 @@ Trio shell (shell/):
     keyadmin      `aroutd keys list|disable|enable|delete` on the state store
     ledger        GET /api/v1/balance and /api/v1/transactions, served
     walletadmin   `aroutd wallets credit|show` on the state store
+    payments      x402 on the request path: the 402 challenge, claim, settle, credit
+    facilitator   the x402 facilitator client (h11), Solana fee payers refreshed
     metering      usage metered on the relay path; a finished answer charged
     usagesync     the usage book committed to the store every 50 ms, others' usage read
     relay         an allowed request sent upstream, its answer relayed as it arrives

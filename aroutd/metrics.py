@@ -64,6 +64,11 @@ class Metrics:
     tokens: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     spend: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     unpriced: Counter[str] = field(default_factory=Counter)  # provider -> requests
+    # SPEC §10: x402 payments by outcome (credited, refused, failed, replayed, unknown, …)
+    payments: Counter[str] = field(default_factory=Counter)
+    payments_usd: float = 0.0  # USD credited by x402 payments
+    # SPEC §9: requests refused by a rate limit, by (reason, principal kind)
+    rate_limited: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def observe(
         self,
@@ -147,6 +152,22 @@ class Metrics:
             *(
                 f'aroutd_unpriced_requests_total{{provider="{_label(p)}"}} {n}'
                 for p, n in sorted(self.unpriced.items())
+            ),
+            "# HELP aroutd_payments_total x402 payments, by outcome.",
+            "# TYPE aroutd_payments_total counter",
+            *(
+                f'aroutd_payments_total{{outcome="{o}"}} {n}'
+                for o, n in sorted(self.payments.items())
+            ),
+            "# HELP aroutd_payments_usd_total USD credited to wallets by x402 payments.",
+            "# TYPE aroutd_payments_usd_total counter",
+            f"aroutd_payments_usd_total {_num(self.payments_usd)}",
+            "# HELP aroutd_rate_limited_total Requests refused by a rate limit, by limit and"
+            " principal kind.",
+            "# TYPE aroutd_rate_limited_total counter",
+            *(
+                f'aroutd_rate_limited_total{{reason="{r}",principal="{k}"}} {n}'
+                for (r, k), n in sorted(self.rate_limited.items())
             ),
             "# HELP aroutd_request_duration_seconds Time from request head to last byte.",
             "# TYPE aroutd_request_duration_seconds histogram",

@@ -15,7 +15,8 @@ __all__ = ["AuthMethod", "Principal", "PrincipalKind", "Scope"]
 
 PrincipalKind = Literal["api", "management", "wallet"]
 # How the credential was presented, for logs and metrics (SPEC §11).
-AuthMethod = Literal["bearer", "x-api-key", "x-goog-api-key", "query", "websocket"]
+# "x402": no credential, a payment (SPEC §10) names the wallet.
+AuthMethod = Literal["bearer", "x-api-key", "x-goog-api-key", "query", "websocket", "x402"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -311,7 +311,7 @@ def test_demo_runs_from_an_installed_wheel(tmp_path: Path) -> None:
 
 
 def test_settings_not_supported_yet_are_refused(tmp_path: Path) -> None:
-    """Redis and x402 are parsed but refused, never silently ignored."""
+    """Redis is parsed but refused, never silently ignored."""
     (tmp_path / "keys.toml").write_text("[tenants.t]\n")
     (tmp_path / "c.pem").write_text("x")
     cfg = tmp_path / "aroutd.toml"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+from aroutd.auth import evm, solana
 from aroutd.config.expand import FileReader, absolute, expand_values
 from aroutd.config.tomlpos import Problems, Table, load_toml
 from aroutd.config.tomlscan import dotted, scan_positions
@@ -37,6 +38,7 @@ from aroutd.config.values import (
     X402Config,
 )
 from aroutd.config.values import IPNetwork as IPNetwork  # re-exported: forwarding uses it
+from aroutd.errors import BadRequest
 
 __all__ = [
     "X402_NETWORKS",
@@ -92,6 +94,8 @@ def parse_config(
         pricing={n: _price(n, t) for n, t in _table_map(root.table("pricing")).items()},
     )
     _check_prefixes(root, config.routes)
+    if config.x402.enabled and not config.wallet.enabled:
+        root.table("x402").problem("enabled", "needs [wallet] enabled (payers get a wallet JWT)")
     root.finish()
     problems.raise_if_any()
     return config
@@ -234,7 +238,18 @@ def _wallet(t: Table, base: Path, state_dir: Path | None) -> WalletConfig:
         ),
         jwt_previous_secret_files=tuple(absolute(base, p) for p in previous if p),
         networks=_networks(t, "networks", _WALLET_DEFAULTS.networks),
+        **{k: _rate_limit(t, k) for k in ("rpm_limit", "rpd_limit", "tpm_limit")},
     )
+
+
+def _rate_limit(t: Table, key: str) -> int | None:
+    """A rate limit (SPEC §9): a positive integer up to 10^12, or absent."""
+    if not t.has(key):
+        return None
+    value = t.integer(key, 1)
+    if value > 10**12:
+        t.problem(key, "must be at most 10^12")
+    return value
 
 
 def _x402(t: Table) -> X402Config:
@@ -252,8 +267,14 @@ def _x402(t: Table) -> X402Config:
             t.problem("networks", f"{n!r} has no known USDC asset (SPEC §10)")
     if x.pay_to_evm and not _EVM_ADDRESS_RE.fullmatch(x.pay_to_evm):
         t.problem("pay_to_evm", "must be a 0x address (40 hex digits)")
-    if x.pay_to_solana and not _SOLANA_ADDRESS_RE.fullmatch(x.pay_to_solana):
+    elif x.pay_to_evm and not _eip55_ok(x.pay_to_evm):
+        t.problem("pay_to_evm", "mixed case that is not its EIP-55 checksum (a typo?)")
+    if x.pay_to_solana and not _solana_ok(x.pay_to_solana):
         t.problem("pay_to_solana", "must be a base58 Solana address")
+    if list(x.topup_tiers_usd) != sorted(set(x.topup_tiers_usd)):
+        t.problem("topup_tiers_usd", "must be ascending, each tier once")
+    if any(c in x.facilitator_token for c in "\r\n\0"):
+        t.problem("facilitator_token", "must not contain CR, LF or NUL")
     kinds = {n.split(":", 1)[0] for n in x.networks} if x.enabled else set()
     if "eip155" in kinds and not x.pay_to_evm:
         t.problem("pay_to_evm", "must be set when x402 is enabled with an eip155 network")
@@ -262,6 +283,22 @@ def _x402(t: Table) -> X402Config:
     if x.topup_usd > x.max_topup_usd or any(a > x.max_topup_usd for a in x.topup_tiers_usd):
         t.problem("max_topup_usd", "topup_usd and every topup_tiers_usd must be <= max_topup_usd")
     return x
+
+
+def _eip55_ok(address: str) -> bool:
+    try:
+        evm.parse_address(address)
+    except BadRequest:
+        return False
+    return True
+
+
+def _solana_ok(address: str) -> bool:
+    try:
+        solana.parse_address(address)
+    except BadRequest:
+        return False
+    return True
 
 
 def _upstream(name: str, t: Table, base: Path) -> UpstreamConfig:
@@ -358,12 +395,10 @@ def unsupported(cfg: Config) -> list[str]:
     """Settings this version parses but cannot honour yet, as "FILE: key: why".
 
     Refused rather than ignored: keeping state on one host where Redis was asked
-    for, or serving without payments where x402 was, would be silently wrong.
+    for would be silently wrong.
     """
     file = str(cfg.path)
     out: list[str] = []
     if cfg.state.backend != "sqlite":
         out.append(f'{file}: state.backend: only "sqlite" is supported yet')
-    if cfg.x402.enabled:
-        out.append(f"{file}: x402.enabled: x402 payments are not supported yet")
     return out

@@ -76,6 +76,10 @@ class WalletConfig:
     )
     allowed_providers: tuple[str, ...] = ()
     allowed_models: tuple[str, ...] = ()
+    # rate limits of every wallet account (SPEC §9), as for keys; None = none
+    rpm_limit: int | None = None
+    rpd_limit: int | None = None
+    tpm_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +92,8 @@ class X402Config:
     topup_tiers_usd: tuple[float, ...] = (1.0, 5.0, 10.0, 20.0)
     max_topup_usd: float = 100.0
     networks: tuple[str, ...] = ("eip155:8453",)
+    # sent as "Authorization: Bearer <token>" to the facilitator; "" sends none
+    facilitator_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,9 +30,11 @@ from aroutd.forwarding import peer_is_trusted
 from aroutd.routing import known_providers
 from aroutd.shell import logsink
 from aroutd.shell.admin import handle_admin
+from aroutd.shell.facilitator import Facilitator, refresh_fee_payers
 from aroutd.shell.files import load_config, load_keytable, wallet_tokens
 from aroutd.shell.handler import ConnInfo, handle_request
 from aroutd.shell.keysync import follow_key_changes, load_store_keys
+from aroutd.shell.payments import Payments, recover_payments
 from aroutd.shell.runtime import Runtime
 from aroutd.shell.sdnotify import listen_sockets, notify, watchdog_interval_s
 from aroutd.shell.server import Handler, read_proxy_header, serve_connection
@@ -277,8 +279,12 @@ async def _serve_with_signals(
     try:
         tls = _tls_context(cfg)
         rt = Runtime.build(cfg, keytable, store, wallet_tokens(cfg))
+        if cfg.x402.enabled:
+            rt.payments = Payments(cfg, Facilitator(cfg.x402))
         await load_store_keys(rt)
         await load_usage(rt)
+        if rt.payments is not None:
+            await recover_payments(rt)  # settled before a crash, not yet credited
         _freeze_heap()  # before serving: a collect() now pauses nobody
         # socket activation (SPEC §2): systemd's sockets replace [server] listen
         activated = listen_sockets()
@@ -293,6 +299,10 @@ async def _serve_with_signals(
         async with trio.open_nursery() as background:
             # usage commits span the drain: requests that finish in it are charged
             background.start_soon(sync_usage, rt)
+            if rt.payments is not None:
+                solana = any(n.startswith("solana:") for n in cfg.x402.networks)
+                fac, payers = rt.payments.facilitator, rt.payments.fee_payers
+                background.start_soon(refresh_fee_payers, fac, payers, solana)
             await _serve_listeners(rt, api, admin, tls, signals, task_status)
             background.cancel_scope.cancel()
     finally:
@@ -302,6 +312,8 @@ async def _serve_with_signals(
             if rt is not None:
                 await final_commit(rt)
                 await rt.aclose()
+                if rt.payments is not None:
+                    await rt.payments.facilitator.aclose()
         store.close()
 
 

@@ -5,11 +5,13 @@ the core (:mod:`aroutd.admission`); this module only sequences them and does
 the I/O between them:
 
     admit_head (405, 400, 404) ─ built-in? ─ held back (429)? ─ credential
+      (none, with x402 on an inference path: a payment, checked locally, or the 402)
       ─ principal ─ endpoint kind ─ the management API (shell.management)?
       ─ balance / transactions (shell.ledger)?
       ─ body (≤ max_body_bytes)
-      ─ plan_forward (model, provider, upstream, scope) ─ spending limits (403),
-      a wallet's balance (402) ─ upstream head ─ relay
+      ─ plan_forward (model, provider, upstream, scope) ─ spending limits (403)
+      ─ a wallet's payment settled and credited (shell.payments), its balance (402)
+      ─ upstream head ─ relay
 
 Each request is also a fault barrier (SPEC §6): an exception that is not one
 of our HTTP errors is answered 500 ``internal error`` when nothing was sent yet,
@@ -60,10 +62,10 @@ from aroutd.shell.connection import ClientConnection, ClientGone
 from aroutd.shell.ledger import balance, transactions
 from aroutd.shell.management import current_key, management
 from aroutd.shell.metering import Metering, account, response_shape
+from aroutd.shell.payments import check_wallet_balance, pay, payer_principal, request_payment
 from aroutd.shell.relay import Cut, Outbound, relay
 from aroutd.shell.runtime import Runtime
 from aroutd.usage.include_usage import ask_for_usage
-from aroutd.usage.ledger import check_balance
 from aroutd.usage.limits import check_spend
 
 __all__ = ["ConnInfo", "handle_request", "log_fault"]
@@ -190,7 +192,16 @@ async def _dispatch(
         return
     client_ip, peer_trusted = _client_address(rt, info, headers)
     rec.client = client_ip
-    principal = _authenticate(rt, headers, head.target.query, client_ip, rec, head.upgrade)
+    payments = rt.payments if head.kind == "inference" and not head.upgrade else None
+    principal = _authenticate(
+        rt, headers, head.target.query, client_ip, rec, head.upgrade, payable=payments is not None
+    )
+    checked = None
+    if payments is not None and (principal is None or principal.wallet is not None):
+        checked = request_payment(payments, headers, head.target.path)
+        if principal is None:  # SPEC §10: no credential, a payment names the wallet
+            principal = payer_principal(rt, checked, rec, head.target.path)
+    assert principal is not None
     authorize_endpoint(principal, head.kind)
     if head.kind == "management":
         status, answer = await management(rt, client, req, head, principal)
@@ -226,8 +237,15 @@ async def _dispatch(
     match = plan.match
     rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
     check_spend(rt.spent(principal, datetime.now(UTC)))  # 403 quota_exceeded (SPEC §9)
+    extra: list[tuple[str, str]] = []
     if principal.wallet is not None:
-        check_balance(rt.usage.balance(principal.wallet))  # 402 insufficient credits
+        if checked is not None:  # settled and credited before anything is forwarded
+            extra += await pay(rt, checked, principal.wallet, head.target.path, rec.request_id)
+        try:
+            check_wallet_balance(rt, principal.wallet, head.target.path)  # 402 (SPEC §9)
+        except HTTPError as err:
+            err.headers = (*err.headers, *extra)  # the payment's JWT, even so
+            raise
     metering = None
     if not plan.upgrade:
         metering = Metering(response_shape(match.upstream_path))
@@ -238,7 +256,15 @@ async def _dispatch(
     out = _outbound(rt, req, headers, plan, principal, info, rec, peer_trusted, metering)
     try:
         closing = rt.draining.is_set()
-        await relay(client, out, rec.request_id, rec, closing=closing, metering=metering)
+        await relay(
+            client,
+            out,
+            rec.request_id,
+            rec,
+            closing=closing,
+            metering=metering,
+            extra=[(n.encode(), v.encode()) for n, v in extra],
+        )
     finally:
         if metering is not None:  # also when cut: what the upstream reported is charged
             account(rt, principal, rec, metering)
@@ -286,9 +312,17 @@ def _client_address(rt: Runtime, info: ConnInfo, headers: Headers) -> tuple[str,
 
 
 def _authenticate(
-    rt: Runtime, headers: Headers, query: bytes, client_ip: str, rec: AccessRecord, websocket: bool
-) -> Principal:
-    """The principal of this request, or the 401/429 to answer (SPEC §4, §12)."""
+    rt: Runtime,
+    headers: Headers,
+    query: bytes,
+    client_ip: str,
+    rec: AccessRecord,
+    websocket: bool,
+    *,
+    payable: bool = False,
+) -> Principal | None:
+    """The principal of this request, or the 401/429 to answer (SPEC §4, §12); None when
+    it has no credential and may pay instead (``payable``: x402 on an inference path)."""
     mono = time.monotonic()
     wait_s = rt.auth_failures.retry_after(client_ip, mono)
     if wait_s is not None:
@@ -297,20 +331,24 @@ def _authenticate(
         )
     try:
         principal = _principal(rt, headers, query, websocket)
+        if principal is None and not payable:
+            raise Unauthorized("missing or invalid Authorization header")
     except Unauthorized:
         rt.auth_failures.record_failure(client_ip, mono)
         raise
+    if principal is None:
+        return None
     rec.auth_method = principal.method
     rec.key_id, rec.wallet, rec.tenant = principal.key_id, principal.wallet, principal.tenant
     return principal
 
 
-def _principal(rt: Runtime, headers: Headers, query: bytes, websocket: bool) -> Principal:
+def _principal(rt: Runtime, headers: Headers, query: bytes, websocket: bool) -> Principal | None:
     cred = extract_credential(
         headers, query, allow_query_key=rt.config.server.allow_query_key, websocket=websocket
     )
     if cred is None:
-        raise Unauthorized("missing or invalid Authorization header")
+        return None
     if cred.kind == "jwt":
         if rt.tokens is None:
             raise Unauthorized("invalid or expired token")

@@ -25,7 +25,7 @@ import h11
 from aroutd.accesslog import AccessRecord
 from aroutd.errors import BadGateway
 from aroutd.forwarding import response_headers
-from aroutd.headers import CONNECTION_CLOSE, HeaderList, reason_phrase
+from aroutd.headers import CONNECTION_CLOSE, HeaderList, Headers, reason_phrase
 from aroutd.shell.connection import ClientConnection, ClientGone
 from aroutd.shell.metering import Metering
 from aroutd.shell.upstream import Abandoned, UpstreamBroken, UpstreamPool, UpstreamResponse
@@ -58,9 +58,11 @@ async def relay(
     *,
     closing: bool,
     metering: Metering | None = None,
+    extra: Headers = (),
 ) -> None:
     """Send ``out`` and relay its answer; ``closing``: the answer says Connection: close;
-    ``metering``: reads the usage of the answer's body as it passes."""
+    ``metering``: reads the usage of the answer's body as it passes; ``extra``: headers
+    of our own for the answer (``PAYMENT-RESPONSE``, ``X-RateLimit-*``)."""
     t0 = time.perf_counter()
     try:
         async with out.pool.request(
@@ -76,7 +78,9 @@ async def relay(
             if resp.status == 101:
                 await _switch(client, resp, rid)
             else:
-                await _relay_body(client, resp, rid, rec, closing=closing, metering=metering)
+                await _relay_body(
+                    client, resp, rid, rec, closing=closing, metering=metering, extra=extra
+                )
     except (ClientGone, Abandoned):
         # the client left: the upstream request is given up (closed) at once
         rec.error = "client gone"
@@ -91,10 +95,12 @@ async def _relay_body(
     *,
     closing: bool,
     metering: Metering | None,
+    extra: Headers,
 ) -> None:
     if metering is not None:
         metering.start(resp.headers)
     head = response_headers(resp.headers, request_id=rid)
+    head += extra
     if closing:
         head.append(CONNECTION_CLOSE)
     # the upstream's own reason phrase, or the standard one (RFC 9112 §4: it is optional)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 import trio
 
@@ -35,6 +35,9 @@ from aroutd.shell.upstream import UpstreamPool
 from aroutd.store.base import KeyChange, StateStore
 from aroutd.usage.book import UsageBook, key_subject, tenant_subject
 from aroutd.usage.limits import Layer
+
+if TYPE_CHECKING:  # payments imports this module
+    from aroutd.shell.payments import Payments
 
 __all__ = ["KEY_CACHE_SIZE", "Runtime"]
 
@@ -56,6 +59,7 @@ class Runtime:
     _conflicts_logged: set[bytes] = field(default_factory=set)
     _tenant_index: tuple[KeyTable, dict[str, list[bytes]]] | None = None
     usage: UsageBook = field(default_factory=UsageBook)  # spend, committed in the background
+    payments: Payments | None = None  # [x402] enabled
     _unpriced_logged: set[str] = field(default_factory=set)
     auth_failures: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
     # draining: set on SIGTERM; idle keep-alive connections close, responses say close

@@ -13,8 +13,9 @@ so tests drive expiry with plain values.
 It holds wallet sign-in (§8), the keys created over the management API (§7), usage
 counters per key, tenant, wallet and period (§9) and the wallets' transactions log
 (credits and debits, §9): a wallet's balance is its ``credits`` row less its lifetime
-usage row. x402 (seen payments, §10) extends it with its own methods; each keeps the
-rule that an acknowledged write is durable.
+usage row; and x402 payments (§10): each one seen is claimed once (so a replay is
+refused before any facilitator call, by every process on the store), its settlement
+recorded, then credited. Every part keeps the rule that an acknowledged write is durable.
 
 Keys: every write of a key gives it the next number of one change sequence, shared by
 every process on the store, and a deleted key leaves a tombstone with its number. A
@@ -36,6 +37,8 @@ __all__ = [
     "BalanceStore",
     "KeyChange",
     "KeyStore",
+    "Payment",
+    "PaymentStore",
     "StateStore",
     "Transaction",
     "UsageRow",
@@ -93,6 +96,26 @@ class Transaction:
     request_id: str | None = None  # the request that paid for (or spent) it
     transaction: str | None = None  # a credit's on-chain transaction (x402)
     network: str | None = None  # its CAIP-2 network
+
+
+PaymentState = Literal["pending", "settled", "credited", "failed", "unknown"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Payment:
+    """An x402 payment as the store knows it. ``pending``: claimed, the facilitator not
+    yet done; ``settled``: on chain, not yet credited (a restart credits it);
+    ``credited``; ``failed``: refused (verification or settlement said no);
+    ``unknown``: the facilitator's settle answer never came (an operator looks)."""
+
+    id: str  # the replay identity: EVM "evm:<chain>:<from>:<nonce>", Solana "svm:<tx sig>"
+    account: str  # the payer's CAIP-10 account
+    network: str
+    usd: float
+    state: PaymentState = "pending"
+    transaction: str | None = None  # the settled on-chain transaction
+    request_id: str | None = None
+    created_at: datetime  # aware, UTC
 
 
 class WalletStore(Protocol):
@@ -169,7 +192,37 @@ class BalanceStore(Protocol):
         ...
 
 
-class StateStore(WalletStore, KeyStore, UsageStore, BalanceStore, Protocol):
+class PaymentStore(Protocol):
+    """x402's part of the store (SPEC §10)."""
+
+    def claim_payment(self, payment: Payment) -> bool:
+        """Record ``payment`` as pending; False (and nothing written) when its id was
+        seen before, in any state: a replay. Durable when True is returned."""
+        ...
+
+    def release_payment(self, payment_id: str) -> None:
+        """Forget a pending claim that never reached the chain (the facilitator could not
+        be asked), so the same payment can be tried again."""
+        ...
+
+    def mark_payment(
+        self, payment_id: str, state: PaymentState, transaction: str | None = None
+    ) -> None:
+        """Move a payment to ``settled`` (with its transaction), ``failed`` or ``unknown``."""
+        ...
+
+    def credit_payment(self, payment_id: str, tx: Transaction) -> UsageRow | None:
+        """A settled payment credited: the credit ``tx`` logged and added and the payment
+        marked ``credited``, in one transaction; the account's credits row. None when the
+        payment is not ``settled`` (already credited, or never settled)."""
+        ...
+
+    def settled_payments(self) -> Sequence[Payment]:
+        """Payments settled but not credited (a crash between the two): credited at start."""
+        ...
+
+
+class StateStore(WalletStore, KeyStore, UsageStore, BalanceStore, PaymentStore, Protocol):
     """Everything the daemon keeps: each part above, and closing."""
 
     def close(self) -> None:

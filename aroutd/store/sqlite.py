@@ -35,7 +35,14 @@ from typing import Any, TypeVar
 
 from aroutd.errors import ConfigError, ServiceUnavailable
 from aroutd.keytable.table import KeyEntry
-from aroutd.store.base import KeyChange, Transaction, UsageRow, WalletAccount
+from aroutd.store.base import (
+    KeyChange,
+    Payment,
+    PaymentState,
+    Transaction,
+    UsageRow,
+    WalletAccount,
+)
 from aroutd.usage.book import CREDITS_PERIOD, wallet_subject
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
@@ -111,7 +118,23 @@ _MIGRATIONS = (
     );
     CREATE INDEX transactions_account ON transactions (account, created_at);
     """,
+    # 4 -> 5: x402 payments, each claimed once (SPEC §10)
+    """
+    CREATE TABLE payments (
+        id TEXT PRIMARY KEY,     -- the replay identity
+        state TEXT NOT NULL,     -- pending | settled | credited | failed | unknown
+        account TEXT NOT NULL,   -- the payer, CAIP-10
+        network TEXT NOT NULL,
+        usd REAL NOT NULL,
+        tx_hash TEXT,
+        request_id TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX payments_state ON payments (state);
+    """,
 )
+_PAYMENT_COLUMNS = "id, state, account, network, usd, tx_hash, request_id, created_at"
 _TX_COLUMNS = "id, account, type, amount, description, request_id, tx_hash, network, created_at"
 _USAGE_COLUMNS = (
     "subject, period, seq, usd, input_tokens, output_tokens, cached_input_tokens, requests"
@@ -316,6 +339,69 @@ class SqliteStore:
 
         return self._run(op)
 
+    def claim_payment(self, payment: Payment) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                f"INSERT INTO payments ({_PAYMENT_COLUMNS}, updated_at) VALUES"
+                " (?, 'pending', ?, ?, ?, NULL, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (
+                    payment.id,
+                    payment.account,
+                    payment.network,
+                    payment.usd,
+                    payment.request_id,
+                    payment.created_at.timestamp(),
+                    payment.created_at.timestamp(),
+                ),
+            )
+            return cur.rowcount == 1
+
+        return self._write(op)
+
+    def release_payment(self, payment_id: str) -> None:
+        self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM payments WHERE id = ? AND state = 'pending'", (payment_id,)
+            )
+        )
+
+    def mark_payment(
+        self, payment_id: str, state: PaymentState, transaction: str | None = None
+    ) -> None:
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE payments SET state = ?, tx_hash = coalesce(?, tx_hash),"
+                " updated_at = ? WHERE id = ?",
+                (state, transaction, datetime.now(UTC).timestamp(), payment_id),
+            )
+        )
+
+    def credit_payment(self, payment_id: str, tx: Transaction) -> UsageRow | None:
+        def op(conn: sqlite3.Connection) -> UsageRow | None:
+            cur = conn.execute(
+                "UPDATE payments SET state = 'credited', updated_at = ?"
+                " WHERE id = ? AND state = 'settled'",
+                (tx.created_at.timestamp(), payment_id),
+            )
+            if cur.rowcount != 1:
+                return None
+            _log(conn, tx)
+            credited = UsageRow(
+                subject=wallet_subject(tx.account), period=CREDITS_PERIOD, usd=tx.amount
+            )
+            return _add_row(conn, credited)
+
+        return self._write(op)
+
+    def settled_payments(self) -> Sequence[Payment]:
+        def op(conn: sqlite3.Connection) -> list[Payment]:
+            rows = conn.execute(
+                f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE state = 'settled' ORDER BY id"
+            )
+            return [_payment(row) for row in rows]
+
+        return self._run(op)
+
     def _write(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
         """``op`` in one ``BEGIN IMMEDIATE`` transaction: committed (and on disk) when this
         returns; rolled back when ``op`` raises, whatever it raises."""
@@ -378,6 +464,20 @@ def _log(conn: sqlite3.Connection, tx: Transaction) -> bool:
         ),
     )
     return cur.rowcount == 1
+
+
+def _payment(row: tuple[Any, ...]) -> Payment:
+    payment_id, state, account, network, usd, tx_hash, request_id, created = row
+    return Payment(
+        id=payment_id,
+        state=state,
+        account=account,
+        network=network,
+        usd=usd,
+        transaction=tx_hash,
+        request_id=request_id,
+        created_at=datetime.fromtimestamp(created, UTC),
+    )
 
 
 def _transaction(row: tuple[Any, ...]) -> Transaction:
