@@ -29,7 +29,7 @@ Pure core, by capability:
     manage/       SPEC §7 the management API: requests (bodies, queries), narrowing
                   (a key never exceeds its tenant), changes (the key made), views (JSON)
     auth/         SPEC §8: siwx, evm, solana, walletjwt, signin
-    store/        the state-store interface (base); its backends beside it (sqlite)
+    store/        the state-store interface (base); its backends: sqlite, redis (redis_scripts)
     ratelimit/    SPEC §9 rate limits: ticks, values, gcra (rpm), daily (rpd), tokens (tpm),
                   nearest (X-RateLimit-*), backend (LimiterBackend), limiter (in memory)
     x402/         SPEC §10: networks (USDC, EIP-712 domains), reasons (codes, verdicts),
@@ -55,6 +55,7 @@ Trio shell (shell/):
     walletadmin   `aroutd wallets credit|show` on the state store
     payments      x402 on the request path: the 402 challenge, claim, settle, credit
     facilitator   the x402 facilitator client (h11), Solana fee payers refreshed
+    ratelimits    rate limits on the request path: 429, X-RateLimit-*, tokens fed to tpm
     metering      usage metered on the relay path; a finished answer charged
     usagesync     the usage book committed to the store every 50 ms, others' usage read
     relay         an allowed request sent upstream, its answer relayed as it arrives

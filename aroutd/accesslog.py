@@ -40,6 +40,7 @@ class AccessRecord:
     usage: dict[str, int] | None = None
     cost: float | None = None
     error: str | None = None  # our own error message, when we answered with one
+    rate_limit: str | None = None  # "rpm" | "rpd" | "tpm": the limit that refused it
 
 
 _FIELDS = tuple(f.name for f in fields(AccessRecord))

@@ -20,6 +20,7 @@ from aroutd.config.parse import WalletConfig
 from aroutd.errors import Forbidden, Unauthorized
 from aroutd.keytable.table import KeyEntry, Tenant
 from aroutd.principal import AuthMethod, Principal, Scope
+from aroutd.ratelimit.values import Limits
 
 __all__ = [
     "Endpoint",
@@ -103,6 +104,22 @@ def principal_for_key(entry: KeyEntry, tenant: Tenant, method: AuthMethod) -> Pr
             Scope(providers=entry.allowed_providers, models=entry.allowed_models),
         ),
         method=method,
+        rate_limits=_rate_limits(
+            (f"key:{entry.digest.hex()}", entry.rpm_limit, entry.rpd_limit, entry.tpm_limit),
+            (f"tenant:{tenant.id}", tenant.rpm_limit, tenant.rpd_limit, tenant.tpm_limit),
+        ),
+    )
+
+
+def _rate_limits(
+    *layers: tuple[str, int | None, int | None, int | None],
+) -> tuple[tuple[str, Limits], ...]:
+    """(subject, Limits) of each layer that limits anything (SPEC §9); subjects are named
+    like the usage rows (``key:<hash>``, ``tenant:<id>``, ``wallet:<CAIP-10>``)."""
+    return tuple(
+        (subject, Limits(rpm=rpm, rpd=rpd, tpm=tpm))
+        for subject, rpm, rpd, tpm in layers
+        if rpm is not None or rpd is not None or tpm is not None
     )
 
 
@@ -114,4 +131,7 @@ def principal_for_wallet(caip10: str, wallet_cfg: WalletConfig, method: AuthMeth
         wallet=caip10,
         scopes=(Scope(providers=wallet_cfg.allowed_providers, models=wallet_cfg.allowed_models),),
         method=method,
+        rate_limits=_rate_limits(
+            (f"wallet:{caip10}", wallet_cfg.rpm_limit, wallet_cfg.rpd_limit, wallet_cfg.tpm_limit)
+        ),
     )

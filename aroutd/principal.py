@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from aroutd.ratelimit.values import Limits
+
 __all__ = ["AuthMethod", "Principal", "PrincipalKind", "Scope"]
 
 PrincipalKind = Literal["api", "management", "wallet"]
@@ -36,3 +38,6 @@ class Principal:
     wallet: str | None = None  # CAIP-10 account for wallets
     scopes: tuple[Scope, ...] = ()
     method: AuthMethod = "bearer"
+    # SPEC §9 rate limits that apply: (subject, its limits) for the key, then its tenant
+    # (or the wallet account); empty when none is limited
+    rate_limits: tuple[tuple[str, Limits], ...] = ()

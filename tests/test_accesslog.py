@@ -22,7 +22,7 @@ def test_line_has_every_field_in_order() -> None:
     assert list(data) == [
         "time", "start", "request_id", "client", "method", "path", "status", "auth_method",
         "key_id", "wallet", "tenant", "provider", "model", "upstream", "bytes_in", "bytes_out",
-        "ttfb_ms", "duration_ms", "usage", "cost", "error",
+        "ttfb_ms", "duration_ms", "usage", "cost", "error", "rate_limit",
     ]  # fmt: skip
     assert data["time"] == "2023-11-14T22:13:20.123+00:00"  # when it ended
     assert data["start"] == "2023-11-14T22:13:19.900+00:00"

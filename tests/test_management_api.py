@@ -306,7 +306,9 @@ async def test_an_oversized_body_is_413(tmp_path: Path) -> None:
 
 async def test_current_key(tmp_path: Path) -> None:
     async with daemon(tmp_path, keys=tenants()) as h:
-        key, _ = await create(h, {"name": "self", "limit": 7, "limit_reset": "daily"})
+        key, _ = await create(
+            h, {"name": "self", "limit": 7, "limit_reset": "daily", "rpm_limit": 600}
+        )
         for path in ("/v1/key", "/api/v1/key"):
             r = await request(h.port, "GET", path, [bearer(key)])
             assert r.status == 200
@@ -323,6 +325,9 @@ async def test_current_key(tmp_path: Path) -> None:
                     "usage_monthly": 0,
                     "expires_at": None,
                     "is_management_key": False,
+                    "rpm_limit": 600,
+                    "rpd_limit": None,
+                    "tpm_limit": None,
                 }
             }
         mine = (await request(h.port, "GET", "/v1/key", [bearer(h.keys.mgmt)])).json()["data"]

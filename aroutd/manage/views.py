@@ -63,4 +63,7 @@ def self_object(entry: KeyEntry, spent: Spent | None = None) -> dict[str, Any]:
         **_usage(entry, spent or Spent()),
         "expires_at": rfc3339(entry.expires_at),
         "is_management_key": entry.type == "management",
+        "rpm_limit": entry.rpm_limit,
+        "rpd_limit": entry.rpd_limit,
+        "tpm_limit": entry.tpm_limit,
     }

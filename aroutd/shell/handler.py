@@ -63,6 +63,7 @@ from aroutd.shell.ledger import balance, transactions
 from aroutd.shell.management import current_key, management
 from aroutd.shell.metering import Metering, account, response_shape
 from aroutd.shell.payments import check_wallet_balance, pay, payer_principal, request_payment
+from aroutd.shell.ratelimits import admit
 from aroutd.shell.relay import Cut, Outbound, relay
 from aroutd.shell.runtime import Runtime
 from aroutd.usage.include_usage import ask_for_usage
@@ -73,6 +74,7 @@ __all__ = ["ConnInfo", "handle_request", "log_fault"]
 DISCARD_LIMIT_BYTES = 65536  # a refused request's body smaller than this is read so the
 # connection can be kept; a larger one closes the connection instead
 MSG_INTERNAL = "internal error"
+MSG_AUTH_THROTTLED = "too many failed authentication attempts"
 
 
 # Request ids need to be unique, not secret: a random per-process prefix and a
@@ -108,7 +110,7 @@ async def handle_request(
         await _dispatch(rt, client, req, headers, info, rec)
     except HTTPError as err:
         keep = await _answer_error(rt, client, rec, err)
-        if err.status in (401, 429):  # ours, a closed set of messages: safe as label values
+        if err.status == 401 or err.message == MSG_AUTH_THROTTLED:  # ours: safe labels
             auth_failure = err.message
     except Cut:
         keep = False
@@ -238,14 +240,33 @@ async def _dispatch(
     rec.provider, rec.model, rec.upstream = match.provider, match.canonical_model, match.upstream
     check_spend(rt.spent(principal, datetime.now(UTC)))  # 403 quota_exceeded (SPEC §9)
     extra: list[tuple[str, str]] = []
-    if principal.wallet is not None:
-        if checked is not None:  # settled and credited before anything is forwarded
-            extra += await pay(rt, checked, principal.wallet, head.target.path, rec.request_id)
-        try:
+    if principal.wallet is not None and checked is not None:
+        # settled and credited before anything is forwarded
+        extra += await pay(rt, checked, principal.wallet, head.target.path, rec.request_id)
+    try:
+        if principal.wallet is not None:
             check_wallet_balance(rt, principal.wallet, head.target.path)  # 402 (SPEC §9)
-        except HTTPError as err:
-            err.headers = (*err.headers, *extra)  # the payment's JWT, even so
-            raise
+        extra += admit(rt, principal, rec)  # 429 (SPEC §9)
+        await _forward(rt, client, req, headers, plan, principal, info, rec, peer_trusted, extra)
+    except HTTPError as err:  # ours, before the answer began: the payment's JWT, the window
+        err.headers = (*err.headers, *extra)
+        raise
+
+
+async def _forward(
+    rt: Runtime,
+    client: ClientConnection,
+    req: h11.Request,
+    headers: HeaderList,
+    plan: Forward,
+    principal: Principal,
+    info: ConnInfo,
+    rec: AccessRecord,
+    peer_trusted: bool,
+    extra: list[tuple[str, str]],
+) -> None:
+    """Send an allowed plan upstream, metered, and relay the answer with ``extra``."""
+    match = plan.match
     metering = None
     if not plan.upgrade:
         metering = Metering(response_shape(match.upstream_path))
@@ -326,9 +347,7 @@ def _authenticate(
     mono = time.monotonic()
     wait_s = rt.auth_failures.retry_after(client_ip, mono)
     if wait_s is not None:
-        raise TooManyRequests(
-            "too many failed authentication attempts", headers=[("Retry-After", str(wait_s))]
-        )
+        raise TooManyRequests(MSG_AUTH_THROTTLED, headers=[("Retry-After", str(wait_s))])
     try:
         principal = _principal(rt, headers, query, websocket)
         if principal is None and not payable:

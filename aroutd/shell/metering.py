@@ -25,6 +25,7 @@ from typing import Literal
 from aroutd.accesslog import AccessRecord
 from aroutd.headers import Headers, first_value
 from aroutd.principal import Principal
+from aroutd.shell.ratelimits import record_tokens
 from aroutd.shell.runtime import Runtime
 from aroutd.usage.book import key_subject, tenant_subject, wallet_subject
 from aroutd.usage.cost import request_cost
@@ -129,6 +130,8 @@ def account(rt: Runtime, principal: Principal, rec: AccessRecord, metering: Mete
             )
     else:
         return
+    if principal.rate_limits:
+        record_tokens(rt, principal, usage.input_tokens + usage.output_tokens)
     rt.usage.add(
         subjects,
         now,

@@ -13,7 +13,8 @@ file's table first: when the file and the store hold the same hash, the file win
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, get_args
@@ -29,6 +30,7 @@ from aroutd.keytable.table import KeyEntry, KeyTable
 from aroutd.metrics import Metrics
 from aroutd.policy import principal_for_key
 from aroutd.principal import AuthMethod, Principal
+from aroutd.ratelimit import Limiter, LimiterBackend
 from aroutd.routing import known_providers
 from aroutd.shell import logsink
 from aroutd.shell.upstream import UpstreamPool
@@ -60,6 +62,8 @@ class Runtime:
     _tenant_index: tuple[KeyTable, dict[str, list[bytes]]] | None = None
     usage: UsageBook = field(default_factory=UsageBook)  # spend, committed in the background
     payments: Payments | None = None  # [x402] enabled
+    limiter: LimiterBackend = field(default_factory=Limiter)  # SPEC §9 rate limits
+    wall_clock: Callable[[], float] = time.time  # Unix seconds, for the rate limits
     _unpriced_logged: set[str] = field(default_factory=set)
     auth_failures: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
     # draining: set on SIGTERM; idle keep-alive connections close, responses say close
