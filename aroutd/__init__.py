@@ -58,6 +58,7 @@ Trio shell (shell/):
     ratelimits    rate limits on the request path: 429, X-RateLimit-*, tokens fed to tpm
     metering      usage metered on the relay path; a finished answer charged
     usagesync     the usage book committed to the store every 50 ms, others' usage read
+    forward       an allowed plan's upstream request, metered, with our extra headers
     relay         an allowed request sent upstream, its answer relayed as it arrives
     upstream      the one upstream client: pooled h11 connections, clean-only reuse
     websocket     after a 101: bytes joined both ways

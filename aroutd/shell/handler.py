@@ -27,14 +27,13 @@ import json
 import secrets
 import time
 import traceback
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import h11
 import trio
 
 from aroutd.accesslog import AccessRecord
-from aroutd.admission import Forward, admit_head, plan_forward
+from aroutd.admission import admit_head, plan_forward
 from aroutd.auth.signin import sign_in
 from aroutd.credentials import extract_credential, redact_query_key
 from aroutd.errors import (
@@ -46,7 +45,7 @@ from aroutd.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from aroutd.forwarding import client_address, request_id_from, upstream_request_headers
+from aroutd.forwarding import client_address, request_id_from
 from aroutd.headers import (
     CONNECTION_CLOSE,
     JSON_CONTENT_TYPE,
@@ -59,14 +58,13 @@ from aroutd.policy import authorize_endpoint, principal_for_wallet
 from aroutd.principal import Principal
 from aroutd.shell import logsink
 from aroutd.shell.connection import ClientConnection, ClientGone
+from aroutd.shell.forward import ConnInfo, forward
 from aroutd.shell.ledger import balance, transactions
 from aroutd.shell.management import current_key, management
-from aroutd.shell.metering import Metering, account, response_shape
 from aroutd.shell.payments import check_wallet_balance, pay, payer_principal, request_payment
 from aroutd.shell.ratelimits import admit
-from aroutd.shell.relay import Cut, Outbound, relay
+from aroutd.shell.relay import Cut
 from aroutd.shell.runtime import Runtime
-from aroutd.usage.include_usage import ask_for_usage
 from aroutd.usage.limits import check_spend
 
 __all__ = ["ConnInfo", "handle_request", "log_fault"]
@@ -85,12 +83,6 @@ _rid_counter = itertools.count(1)
 
 def _new_request_id() -> str:
     return f"{_RID_PREFIX}{next(_rid_counter):016x}"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnInfo:
-    peer_ip: str
-    proto: str  # "http" | "https": what the client used to reach us
 
 
 async def handle_request(
@@ -247,82 +239,10 @@ async def _dispatch(
         if principal.wallet is not None:
             check_wallet_balance(rt, principal.wallet, head.target.path)  # 402 (SPEC §9)
         extra += admit(rt, principal, rec)  # 429 (SPEC §9)
-        await _forward(rt, client, req, headers, plan, principal, info, rec, peer_trusted, extra)
+        await forward(rt, client, req, headers, plan, principal, info, rec, peer_trusted, extra)
     except HTTPError as err:  # ours, before the answer began: the payment's JWT, the window
         err.headers = (*err.headers, *extra)
         raise
-
-
-async def _forward(
-    rt: Runtime,
-    client: ClientConnection,
-    req: h11.Request,
-    headers: HeaderList,
-    plan: Forward,
-    principal: Principal,
-    info: ConnInfo,
-    rec: AccessRecord,
-    peer_trusted: bool,
-    extra: list[tuple[str, str]],
-) -> None:
-    """Send an allowed plan upstream, metered, and relay the answer with ``extra``."""
-    match = plan.match
-    metering = None
-    if not plan.upgrade:
-        metering = Metering(response_shape(match.upstream_path))
-        if metering.shape == "openai" and match.upstream_path.endswith("/chat/completions"):
-            asked = ask_for_usage(plan.body)
-            if asked is not None:  # a stream without usage: ask for it, strip it again
-                plan, metering.strip = replace(plan, body=asked), True
-    out = _outbound(rt, req, headers, plan, principal, info, rec, peer_trusted, metering)
-    try:
-        closing = rt.draining.is_set()
-        await relay(
-            client,
-            out,
-            rec.request_id,
-            rec,
-            closing=closing,
-            metering=metering,
-            extra=[(n.encode(), v.encode()) for n, v in extra],
-        )
-    finally:
-        if metering is not None:  # also when cut: what the upstream reported is charged
-            account(rt, principal, rec, metering)
-
-
-def _outbound(
-    rt: Runtime,
-    req: h11.Request,
-    headers: Headers,
-    plan: Forward,
-    principal: Principal,
-    info: ConnInfo,
-    rec: AccessRecord,
-    peer_trusted: bool,
-    metering: Metering | None = None,
-) -> Outbound:
-    """The upstream request of an allowed plan: its pool, target, head and body. A
-    metered answer is asked for without content coding, so its usage can be read."""
-    pool = rt.pools[plan.match.upstream]
-    upgrade = plan.upgrade
-    has_body = not upgrade and bool(plan.body or req.method not in (b"GET", b"HEAD"))
-    up_headers = upstream_request_headers(
-        headers,
-        upstream=pool.config,
-        principal=principal,
-        client_addr=rec.client,
-        peer_trusted=peer_trusted,
-        peer_addr=info.peer_ip,
-        proto=info.proto,
-        request_id=rec.request_id,
-        content_length=len(plan.body) if has_body else None,
-        websocket=upgrade,
-    )
-    if metering is not None:
-        up_headers = [(n, v) for n, v in up_headers if n.lower() != b"accept-encoding"]
-        up_headers.append((b"accept-encoding", b"identity"))
-    return Outbound(pool, req.method, plan.target, up_headers, plan.body, upgrade=upgrade)
 
 
 def _client_address(rt: Runtime, info: ConnInfo, headers: Headers) -> tuple[str, bool]:
