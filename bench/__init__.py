@@ -20,6 +20,10 @@ Map of this folder:
   stats.py        percentiles and median/spread of repeats (pure)
   report.py       machine, ratios, target checks, JSON, markdown table, plot
   bench_siwx.py   a separate micro-benchmark of the wallet sign-in core (python -m bench.bench_siwx)
+  compare.py      shared by the one-run comparisons: figures, ratios, interleaved repeats, report
+  bench_management.py  the management API's cost (python -m bench.bench_management)
+  bench_metering.py    usage metering's cost, against aroutd before it (bench.bench_metering)
+  bench_ratelimit.py   the rpm/rpd limiter's cost, limited vs plain key (bench.bench_ratelimit)
 
 Everything runs on loopback, every run is bounded in requests and seconds, and
 every child is killed in a ``finally``.

@@ -43,22 +43,25 @@ from typing import Any
 import h11
 import trio
 
-from bench import drivers, nginx, report
+from bench import drivers
 from bench.aroutd_setup import new_api_key, sha256_hex, write_keytable
-from bench.procs import (
-    USABLE_CPUS,
-    Child,
-    Children,
-    cpu_counters,
-    disable_pinning,
-    load_note,
-    other_load,
-    pin_available,
-    work_dir,
+from bench.compare import (
+    Condition,
+    envelope,
+    figure,
+    header_lines,
+    interleaved,
+    latency_run,
+    notes_lines,
+    pin_this_process,
+    run_ok,
+    summarize_latency,
+    write_report,
 )
+from bench.procs import Child, Children, cpu_counters, load_note, other_load, work_dir
 from bench.settings import CLIENT_CPU, REPO_ROOT
-from bench.stats import spread, summary_us
-from bench.targets import Target, python_env, start_aroutd, start_fixed_upstream, start_relay
+from bench.stats import summary_us
+from bench.targets import python_env, start_aroutd, start_fixed_upstream, start_relay
 
 __all__ = ["main"]
 
@@ -326,102 +329,52 @@ def start_writer(children: Children, port: int, key: str, rate: float, seconds: 
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Condition:
-    name: str
-    label: str
-    target: Target
-    headers: tuple[str, ...]
+class LoadCondition(Condition):
     load: float | None = None  # writes/s of the parallel write load; 0: unpaced; None: none
 
 
-def _figure(values: Sequence[float], digits: int = 0) -> dict[str, Any]:
-    s = spread(values)
-    s["text"] = _range_text(s, digits)
-    return s
-
-
-def _range_text(s: dict[str, Any], digits: int) -> str:
-    def f(x: float) -> str:
-        return f"{x:,.{digits}f}"
-
-    if len(s["runs"]) == 1:
-        return f(s["median"])
-    return f"{f(s['median'])} ({f(s['min'])}–{f(s['max'])})"
-
-
 def _latency_runs(
-    mode: Mode, children: Children, conditions: list[Condition], mgmt_key: str
+    mode: Mode, children: Children, conditions: list[LoadCondition], mgmt_key: str
 ) -> dict[str, Any]:
     """Every condition once per repeat, in an order rotated per repeat."""
-    runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in conditions}
     writers: dict[str, list[dict[str, Any]]] = {
         c.name: [] for c in conditions if c.load is not None
     }
     bound = mode.latency_seconds + drivers.MARGIN_S + 10
-    for repeat in range(mode.repeats):
-        shift = repeat % len(conditions)
-        for cond in conditions[shift:] + conditions[:shift]:
-            print(f"[bench] repeat {repeat + 1}: {cond.label}", file=sys.stderr, flush=True)
-            writer = None
-            if cond.load is not None:
-                writer = start_writer(children, cond.target.port, mgmt_key, cond.load, bound)
-            try:
-                result = drivers.run_latency(
-                    cond.target,
-                    n=mode.latency_n,
-                    warmup=mode.latency_warmup,
-                    seconds=mode.latency_seconds,
-                    headers=cond.headers,
-                )
-            finally:
-                if writer is not None:
-                    writers[cond.name].append(drivers.finish_held(writer))
-            runs[cond.name].append(
-                {k: v for k, v in result.items() if k not in ("quantiles_us", "timeline")}
+
+    def measure(cond: LoadCondition) -> dict[str, Any]:
+        writer = None
+        if cond.load is not None:
+            writer = start_writer(children, cond.target.port, mgmt_key, cond.load, bound)
+        try:
+            return latency_run(
+                cond, n=mode.latency_n, warmup=mode.latency_warmup, seconds=mode.latency_seconds
             )
-    return {"runs": runs, "writers": writers}
+        finally:
+            if writer is not None:
+                writers[cond.name].append(drivers.finish_held(writer))
+
+    return {"runs": interleaved(conditions, mode.repeats, measure), "writers": writers}
 
 
-def _summarize_latency(conditions: list[Condition], raw: dict[str, Any]) -> dict[str, Any]:
+def _summarize_latency(conditions: list[LoadCondition], raw: dict[str, Any]) -> dict[str, Any]:
     runs = raw["runs"]
-    per = {
-        c.name: {m: [r["latency_us"][m] for r in runs[c.name]] for m in ("p50", "p99")}
-        for c in conditions
-    }
-    direct = per["direct"]
-    added = {
-        name: {m: [a - b for a, b in zip(v[m], direct[m], strict=True)] for m in ("p50", "p99")}
-        for name, v in per.items()
-        if name != "direct"
-    }
-
-    def ratio(num: str, den: str, metric: str) -> dict[str, Any]:
-        pairs = zip(added[num][metric], added[den][metric], strict=True)
-        return _figure([a / b if b else float("nan") for a, b in pairs], 2)
-
-    out: dict[str, Any] = {"latency_us": {}, "added_us": {}, "ratios": {}, "writers": {}}
-    for cond in conditions:
-        out["latency_us"][cond.name] = {m: _figure(per[cond.name][m]) for m in ("p50", "p99")}
-        if cond.name != "direct":
-            out["added_us"][cond.name] = {m: _figure(added[cond.name][m]) for m in ("p50", "p99")}
     pairs = [("file", "relay"), ("store", "relay"), ("store", "file")]
     pairs += [(c.name, "relay") for c in conditions if c.load is not None]
     pairs += [(c.name, "file") for c in conditions if c.load is not None]
-    for num, den in pairs:
-        out["ratios"][f"{num}/{den}"] = {m: ratio(num, den, m) for m in ("p50", "p99")}
+    out = summarize_latency([c.name for c in conditions], runs, pairs)
+    out["writers"] = {}
     for name, results in raw["writers"].items():
         out["writers"][name] = {
-            "writes_per_s": _figure([w["writes_per_s"] for w in results]),
-            "create_p50_us": _figure([w["create_us"]["p50"] for w in results]),
-            "patch_p50_us": _figure([w["patch_us"]["p50"] for w in results]),
-            "create_p99_us": _figure([w["create_us"]["p99"] for w in results]),
+            "writes_per_s": figure([w["writes_per_s"] for w in results]),
+            "create_p50_us": figure([w["create_us"]["p50"] for w in results]),
+            "patch_p50_us": figure([w["patch_us"]["p50"] for w in results]),
+            "create_p99_us": figure([w["create_us"]["p99"] for w in results]),
             "errors": sum(sum(w["errors"].values()) for w in results),
         }
-    out["all_ok"] = all(
-        not r["errors"] and set(r["statuses"]) == {"200"} and not r["timed_out"]
-        for rs in runs.values()
-        for r in rs
-    ) and all(not w["errors"] for ws in raw["writers"].values() for w in ws)
+    out["all_ok"] = all(run_ok(r) for rs in runs.values() for r in rs) and all(
+        not w["errors"] for ws in raw["writers"].values() for w in ws
+    )
     return out
 
 
@@ -463,9 +416,9 @@ def run(mode: Mode, work: Path, notes: list[str]) -> dict[str, Any]:
             )
         results["writes"] = {
             op: {
-                "per_s": _figure([w[op]["per_s"] for w in writes]),
-                "p50_us": _figure([w[op]["latency_us"]["p50"] for w in writes]),
-                "p99_us": _figure([w[op]["latency_us"]["p99"] for w in writes]),
+                "per_s": figure([w[op]["per_s"] for w in writes]),
+                "p50_us": figure([w[op]["latency_us"]["p50"] for w in writes]),
+                "p99_us": figure([w[op]["latency_us"]["p99"] for w in writes]),
             }
             for op in ("create", "patch")
         }
@@ -477,23 +430,25 @@ def run(mode: Mode, work: Path, notes: list[str]) -> dict[str, Any]:
         _hash, store_key = create_key(aroutd.port, mgmt_key, "bench-store-key")
         file_headers = aroutd.headers
         conditions = [
-            Condition(name="direct", label="upstream direct", target=upstream, headers=()),
-            Condition(name="relay", label="bare relay", target=relay, headers=relay.headers),
-            Condition(name="file", label="aroutd, file key", target=aroutd, headers=file_headers),
-            Condition(
+            LoadCondition(name="direct", label="upstream direct", target=upstream, headers=()),
+            LoadCondition(name="relay", label="bare relay", target=relay, headers=relay.headers),
+            LoadCondition(
+                name="file", label="aroutd, file key", target=aroutd, headers=file_headers
+            ),
+            LoadCondition(
                 name="store",
                 label="aroutd, stored key",
                 target=aroutd,
                 headers=(f"Authorization: Bearer {store_key}",),
             ),
-            Condition(
+            LoadCondition(
                 name="paced",
                 label=f"aroutd, file key, {mode.paced_rate:g} writes/s",
                 target=aroutd,
                 headers=file_headers,
                 load=mode.paced_rate,
             ),
-            Condition(
+            LoadCondition(
                 name="unpaced",
                 label="aroutd, file key, unpaced writes",
                 target=aroutd,
@@ -518,15 +473,7 @@ def run(mode: Mode, work: Path, notes: list[str]) -> dict[str, Any]:
 
 def render(data: dict[str, Any]) -> str:
     r, m = data["results"], data["settings"]
-    lines = [
-        f"# aroutd management API benchmark ({data['mode']})",
-        "",
-        f"`{data['command']}`, {data['date']}, {data['duration_s']:.0f} s. "
-        f"{data['machine']['usable_cores']} cores ({data['machine']['cpu_model']}), "
-        f"loopback, upstream: {r.get('upstream', '?')}. "
-        f"{m['repeats']} repeats; figures: median (min–max) over the repeats.",
-        "",
-    ]
+    lines = header_lines(data, "aroutd management API benchmark")
     w = r.get("writes")
     if w:
         load = w["machine_load"]
@@ -594,8 +541,7 @@ def render(data: dict[str, Any]) -> str:
             f"Other processes: {load['other_pct']}% of the cores, stolen {load['steal_pct']}%.",
             "",
         ]
-    if data["notes"]:
-        lines += ["Notes:", "", *(f"- {n}" for n in data["notes"]), ""]
+    lines += notes_lines(data)
     return "\n".join(lines)
 
 
@@ -647,39 +593,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.paced_rate:
         mode = dataclasses.replace(mode, paced_rate=args.paced_rate)
     started, counters = dt.datetime.now(dt.UTC), cpu_counters()
-    if args.no_pin:
-        disable_pinning()
-    if pin_available():
-        os.sched_setaffinity(0, {USABLE_CPUS[CLIENT_CPU % len(USABLE_CPUS)]})
-    notes: list[str] = []
-    if not pin_available():
-        notes.append("processes are not pinned (--no-pin, or fewer than 2 usable cores)")
+    notes = pin_this_process(args.no_pin)
     with work_dir("aroutd-bench-mgmt-", args.keep, notes) as work:
         notes.append(f"state store (sqlite, synchronous=FULL) under {work} ({_fs_type(work)})")
         results = run(mode, work, notes)
     notes.append(load_note(counters))
-    binary = nginx.nginx_binary()
-    machine = report.machine_info({"nginx": nginx.version(binary) if binary else None})
-    machine["usable_cores"] = len(USABLE_CPUS)  # this process is pinned to one by now
-    data = {
-        "date": started.isoformat(timespec="seconds"),
-        "command": " ".join(
-            ["python -m bench.bench_management", *(sys.argv[1:] if argv is None else argv)]
-        ),
-        "duration_s": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
-        "mode": mode.name,
-        "machine": machine,
-        "settings": dataclasses.asdict(mode),
-        "results": results,
-        "notes": notes,
-    }
+    command = ["python -m bench.bench_management", *(sys.argv[1:] if argv is None else argv)]
+    data = envelope(
+        command=" ".join(command), started=started, mode=mode, results=results, notes=notes
+    )
     out = args.out or OUT_DIR / f"management-{started:%Y%m%d-%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
-    text = render(data)
-    (out / "report.md").write_text(text)
-    print(text)
-    print(f"[bench] report: {out / 'report.json'}", file=sys.stderr)
+    write_report(data, out, render(data))
     ok = results.get("proxy", {}).get("all_ok", False)
     return 0 if ok else 1
 

@@ -50,7 +50,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ import trio
 
 from bench import drivers, nginx, report
 from bench.aroutd_setup import new_api_key, write_keytable
+from bench.compare import figure, ratio_figure
 from bench.procs import (
     USABLE_CPUS,
     Child,
@@ -74,7 +74,7 @@ from bench.procs import (
     work_dir,
 )
 from bench.settings import CLIENT_CPU, REPO_ROOT, SERVER_CPU, UPSTREAM_CPU
-from bench.stats import spread, summary_us
+from bench.stats import summary_us
 from bench.targets import Target, python_env, start_fixed_upstream, start_relay
 from bench.upstream import _CHUNK_HEAD, _USAGE_EVENT
 
@@ -707,23 +707,6 @@ def micro_costs(n: int = 20_000) -> dict[str, float]:
 # --- the runs -----------------------------------------------------------------------------
 
 
-def _figure(values: Sequence[float], digits: int = 0) -> dict[str, Any]:
-    s: dict[str, Any] = spread(values)
-
-    def f(x: float) -> str:
-        return f"{x:,.{digits}f}"
-
-    if len(values) == 1:
-        s["text"] = f(s["median"])
-    else:
-        s["text"] = f"{f(s['median'])} ({f(s['min'])}–{f(s['max'])})"
-    return s
-
-
-def _ratios(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
-    return _figure([x / y if y else float("nan") for x, y in zip(a, b, strict=True)], 3)
-
-
 def run(mode: Mode, work: Path, notes: list[str], checks: dict[str, Any]) -> dict[str, Any]:
     children = Children(log_dir=work / "logs")
     api_key, secret = new_api_key(), os.urandom(32).hex().encode()
@@ -856,16 +839,16 @@ def summarize_latency(raw: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         if n != "direct"
     }
     out: dict[str, Any] = {
-        "latency_us": {n: {m: _figure(per[n][m]) for m in per[n]} for n in NAMES},
-        "added_us": {n: {m: _figure(v) for m, v in added[n].items()} for n in added},
+        "latency_us": {n: {m: figure(per[n][m]) for m in per[n]} for n in NAMES},
+        "added_us": {n: {m: figure(v) for m, v in added[n].items()} for n in added},
         "ratios": {},
     }
     for num, den in (("on", "off"), ("on", "relay"), ("off", "relay")):
         out["ratios"][f"{num}/{den}"] = {
-            m: _ratios(added[num][m], added[den][m]) for m in ("p50", "p99")
+            m: ratio_figure(added[num][m], added[den][m], 3) for m in ("p50", "p99")
         }
     out["on_minus_off_us"] = {
-        m: _figure([a - b for a, b in zip(added["on"][m], added["off"][m], strict=True)], 1)
+        m: figure([a - b for a, b in zip(added["on"][m], added["off"][m], strict=True)], 1)
         for m in ("p50", "p99")
     }
     out["all_ok"] = all(
@@ -883,28 +866,26 @@ def summarize_sse(
     for n in NAMES:
         rs = raw[n]
         entry: dict[str, Any] = {
-            "events_per_s": _figure([r["events_per_s"] for r in rs]),
+            "events_per_s": figure([r["events_per_s"] for r in rs]),
             "usage_chunks_per_stream": round(
                 sum(r["usage_chunks"] for r in rs) / max(sum(r["streams_complete"] for r in rs), 1),
                 3,
             ),
         }
         if n != "direct":
-            entry["server_cpu_pct"] = _figure([r["server_cpu_pct"] for r in rs])
-            entry["server_cpu_us_per_event"] = _figure(
-                [r["server_cpu_us_per_event"] for r in rs], 1
-            )
+            entry["server_cpu_pct"] = figure([r["server_cpu_pct"] for r in rs])
+            entry["server_cpu_us_per_event"] = figure([r["server_cpu_us_per_event"] for r in rs], 1)
         if rs[0].get("delay_us"):
-            entry["delay_p50_us"] = _figure([r["delay_us"]["p50"] for r in rs])
-            entry["delay_p99_us"] = _figure([r["delay_us"]["p99"] for r in rs])
+            entry["delay_p50_us"] = figure([r["delay_us"]["p50"] for r in rs])
+            entry["delay_p99_us"] = figure([r["delay_us"]["p99"] for r in rs])
         out["per_target"][n] = entry
     rate = {n: [r["events_per_s"] for r in raw[n]] for n in NAMES}
     cpu = {n: [r["server_cpu_us_per_event"] for r in raw[n]] for n in NAMES if n != "direct"}
     for num, den in (("on", "off"), ("on", "relay"), ("off", "relay"), ("on", "direct")):
-        out["ratios"][f"events_per_s {num}/{den}"] = _ratios(rate[num], rate[den])
+        out["ratios"][f"events_per_s {num}/{den}"] = ratio_figure(rate[num], rate[den], 3)
     for num, den in (("on", "off"), ("on", "relay"), ("off", "relay")):
-        out["ratios"][f"cpu_per_event {num}/{den}"] = _ratios(cpu[num], cpu[den])
-    out["on_minus_off_cpu_us_per_event"] = _figure(
+        out["ratios"][f"cpu_per_event {num}/{den}"] = ratio_figure(cpu[num], cpu[den], 3)
+    out["on_minus_off_cpu_us_per_event"] = figure(
         [a - b for a, b in zip(cpu["on"], cpu["off"], strict=True)], 1
     )
     out["all_ok"] = all(

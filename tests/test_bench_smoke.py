@@ -29,6 +29,7 @@ if str(REPO) not in sys.path:
 bare_relay = importlib.import_module("bench.bare_relay")
 upstream = importlib.import_module("bench.upstream")
 stats = importlib.import_module("bench.stats")
+compare = importlib.import_module("bench.compare")
 
 KEY = "lr_live_" + "ab" * 24
 SMOKE_TIMEOUT_S = 90
@@ -211,3 +212,18 @@ def test_spread_median_and_range() -> None:
         "spread_pct": 9.1,
         "runs": [10.0, 12.0, 11.0],
     }
+
+
+def test_compare_figures_and_rotation() -> None:
+    """The shared helpers of the one-run comparisons (bench_management, bench_ratelimit)."""
+    assert compare.figure([1000.0, 1500.0, 1200.0])["text"] == "1,200 (1,000–1,500)"
+    assert compare.figure([3.14159], 2)["text"] == "3.14"
+    ratio = compare.ratio_figure([2.0, 3.0, 5.0], [2.0, 2.0, 0.0])
+    assert ratio["runs"][:2] == [1.0, 1.5]
+    assert ratio["runs"][2] != ratio["runs"][2]  # NaN where the denominator is 0
+    assert [compare.rotated("abc", r) for r in range(4)] == [
+        ["a", "b", "c"],
+        ["b", "c", "a"],
+        ["c", "a", "b"],
+        ["a", "b", "c"],
+    ]

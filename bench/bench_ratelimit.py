@@ -1,0 +1,406 @@
+"""Rate-limit benchmark (SPEC §9): what a key's rpm/rpd limiter costs on the request path.
+
+    python -m bench.bench_ratelimit [--quick] [--keep] [--out DIR] [--no-pin]
+
+One process tree on loopback, laid out as ``python -m bench`` (the server under test
+pinned to core 0; this process, the clients and the upstream to core 1): the fixed
+upstream (nginx when installed, else ``bench.upstream``), the bare relay and one aroutd
+whose key table holds two API keys of tenant ``bench``: ``plain`` (no limits) and
+``limited`` (``rpm_limit = 1000000000``, ``rpd_limit = 1000000000000``: never refused,
+but every request of it runs the limiter and its answer carries ``X-RateLimit-*``).
+Measured, R repeats, the runs of a repeat interleaved in an order rotated per repeat
+(median, min–max):
+
+1. c=1 latency of the small chat request of scenario (a) (``bench.loadgen``): upstream
+   direct, bare relay, aroutd with ``plain``, aroutd with ``limited``; added p50/p99 over
+   direct, per repeat;
+2. keep-alive req/s at c=16 (``drivers.run_throughput``: wrk, else the trio client;
+   bounded in requests and seconds): bare relay, ``plain``, ``limited``;
+3. ratios limited/plain, against the issue's budget (within 5%: added p50 ratio <= 1.05,
+   req/s ratio >= 0.95), and limited/relay, plain/relay.
+
+Checks: one request with each key before and after the runs (``http.client``, which sees
+the headers): ``limited`` gets 200 with ``X-RateLimit-Limit``, ``plain`` 200 without
+``X-RateLimit-*``; every answer of the runs is 200 (loadgen: its statuses; wrk: no error,
+no status >= 400, so no 429). Exit status 1 when a check fails (a budget not met is a
+result, not a failure). Output: the markdown report on stdout, and
+``bench/out/ratelimit-DATE/report.json``. Full: about 3 minutes; ``--quick``: ~40 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import http.client
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import drivers
+from bench.aroutd_setup import new_api_key, sha256_hex
+from bench.compare import (
+    Condition,
+    envelope,
+    figure,
+    header_lines,
+    interleaved,
+    latency_run,
+    notes_lines,
+    pin_this_process,
+    ratio_figure,
+    run_ok,
+    summarize_latency,
+    write_report,
+)
+from bench.procs import Children, cpu_counters, load_note, other_load, work_dir
+from bench.settings import REPO_ROOT
+from bench.targets import Target, start_aroutd, start_fixed_upstream, start_relay
+from bench.upstream import REQUEST_BODY
+
+__all__ = ["main"]
+
+OUT_DIR = REPO_ROOT / "bench" / "out"
+RPM_LIMIT = 1_000_000_000
+RPD_LIMIT = 1_000_000_000_000
+RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+LATENCY = ("direct", "relay", "plain", "limited")
+RPS = ("relay", "plain", "limited")
+PAIRS = (("limited", "plain"), ("limited", "relay"), ("plain", "relay"))
+LABELS = {
+    "direct": "upstream direct",
+    "relay": "bare relay",
+    "plain": "aroutd, key without limits",
+    "limited": "aroutd, key with rpm/rpd limits",
+}
+ADDED_P50_BUDGET = 1.05  # the issue: rate limiting within 5%
+RPS_BUDGET = 0.95
+REQUEST_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mode:
+    name: str
+    repeats: int
+    latency_n: int  # c=1 requests per latency run
+    latency_warmup: int
+    latency_seconds: float  # bound of one latency run
+    rps_concurrency: int
+    rps_seconds: int  # length of one req/s run
+    rps_max_requests: int  # cap of one req/s run
+
+
+MODES = {
+    "full": Mode(
+        name="full",
+        repeats=7,
+        latency_n=2000,
+        latency_warmup=200,
+        latency_seconds=15.0,
+        rps_concurrency=16,
+        rps_seconds=5,
+        rps_max_requests=300_000,
+    ),
+    "quick": Mode(
+        name="quick",
+        repeats=3,
+        latency_n=800,
+        latency_warmup=100,
+        latency_seconds=8.0,
+        rps_concurrency=16,
+        rps_seconds=2,
+        rps_max_requests=100_000,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run(Condition):
+    key: str  # "direct", "relay", "plain" or "limited"
+    rps: bool = False  # a req/s run at c=16; else a c=1 latency run
+
+
+def write_keys(directory: Path, plain: str, limited: str) -> None:
+    """Tenant ``bench`` with the keys ``plain`` (no limits) and ``limited``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "keys.toml").write_text(
+        "[tenants.bench]\n\n"
+        f'[[keys]]\nid = "plain"\ntenant = "bench"\nsha256 = "{sha256_hex(plain)}"\n\n'
+        f'[[keys]]\nid = "limited"\ntenant = "bench"\nsha256 = "{sha256_hex(limited)}"\n'
+        f"rpm_limit = {RPM_LIMIT}\nrpd_limit = {RPD_LIMIT}\n"
+    )
+
+
+def probe(target: Target, headers: tuple[str, ...]) -> dict[str, Any]:
+    """One chat request on a fresh connection: its status and X-RateLimit-* headers."""
+    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=REQUEST_TIMEOUT_S)
+    sent = dict(h.split(": ", 1) for h in headers) | {"Content-Type": "application/json"}
+    try:
+        conn.request("POST", target.path, body=REQUEST_BODY, headers=sent)
+        response = conn.getresponse()
+        response.read()
+        return {
+            "status": response.status,
+            "headers": {h: response.getheader(h) for h in RATE_HEADERS},
+        }
+    finally:
+        conn.close()
+
+
+def conditions(upstream: Target, relay: Target, aroutd: Target, limited_key: str) -> list[Run]:
+    targets = {"direct": upstream, "relay": relay, "plain": aroutd, "limited": aroutd}
+    headers = {
+        "direct": (),
+        "relay": relay.headers,
+        "plain": aroutd.headers,
+        "limited": (f"Authorization: Bearer {limited_key}",),
+    }
+    runs = [
+        Run(name=k, key=k, label=LABELS[k], target=targets[k], headers=headers[k]) for k in LATENCY
+    ]
+    return runs + [
+        Run(
+            name=f"rps:{k}",
+            key=k,
+            label=f"{LABELS[k]}, req/s at c=16",
+            target=targets[k],
+            headers=headers[k],
+            rps=True,
+        )
+        for k in RPS
+    ]
+
+
+def measure(mode: Mode, run: Run, *, seconds: int | None = None) -> dict[str, Any]:
+    if not run.rps:
+        return latency_run(
+            run, n=mode.latency_n, warmup=mode.latency_warmup, seconds=mode.latency_seconds
+        )
+    return drivers.run_throughput(
+        run.target,
+        concurrency=mode.rps_concurrency,
+        seconds=seconds or mode.rps_seconds,
+        max_requests=mode.rps_max_requests,
+        headers=run.headers,
+    )
+
+
+def run(mode: Mode, work: Path, notes: list[str]) -> dict[str, Any]:
+    children = Children(log_dir=work / "logs")
+    plain_key, limited_key = new_api_key(), new_api_key()
+    results: dict[str, Any] = {}
+    try:
+        upstream = start_fixed_upstream(children, work)
+        results["upstream"] = upstream.kind
+        if upstream.kind != "nginx":
+            notes.append("nginx absent: the fixed upstream is the trio one (may bottleneck)")
+        relay = start_relay(children, upstream, plain_key)
+        write_keys(work / "aroutd", plain_key, limited_key)
+        aroutd, _files, startup_s, _child = start_aroutd(
+            children, work / "aroutd", upstream, plain_key
+        )
+        notes.append(f"aroutd started in {startup_s:.2f} s")
+        runs = conditions(upstream, relay, aroutd, limited_key)
+        keys = {r.key: r.headers for r in runs if r.key in ("plain", "limited") and not r.rps}
+        probes = {k: [probe(aroutd, h)] for k, h in keys.items()}
+        for r in runs:  # warm-up, unmeasured: pool connections, limiter state, code paths
+            if r.rps:
+                measure(mode, r, seconds=1)
+        started, before = time.monotonic(), cpu_counters()
+        raw = interleaved(runs, mode.repeats, lambda r: measure(mode, r))
+        results["seconds"] = round(time.monotonic() - started, 1)
+        results["machine_load"] = other_load(before, cpu_counters())
+        for k, h in keys.items():
+            probes[k].append(probe(aroutd, h))
+    finally:
+        children.close()
+    results["tool"] = raw["rps:plain"][0]["tool"]
+    results |= summarize(raw)
+    results["checks"] = checks(probes, raw)
+    results["runs"] = raw
+    return results
+
+
+# --- summaries ----------------------------------------------------------------------------
+
+
+def summarize(raw: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    latency = summarize_latency(LATENCY, raw, PAIRS)
+    p50s = {
+        k: [r["latency_us"]["p50"] for r in raw[k]] for k in ("plain", "limited")
+    }  # direct cancels
+    latency["limited_minus_plain_p50_us"] = figure(
+        [a - b for a, b in zip(p50s["limited"], p50s["plain"], strict=True)], 1
+    )
+    rps = {k: [r["rps"] for r in raw[f"rps:{k}"]] for k in RPS}
+    throughput = {
+        "rps": {k: figure(v) for k, v in rps.items()},
+        "p99_us": {k: figure([r["latency_us"]["p99"] for r in raw[f"rps:{k}"]]) for k in RPS},
+        "ratios": {f"{a}/{b}": ratio_figure(rps[a], rps[b]) for a, b in PAIRS},
+    }
+    p50 = latency["ratios"]["limited/plain"]["p50"]
+    rate = throughput["ratios"]["limited/plain"]
+    budget = [
+        _budget("added p50 at c=1, limited / plain", p50, "<=", ADDED_P50_BUDGET),
+        _budget("req/s at c=16, limited / plain", rate, ">=", RPS_BUDGET),
+    ]
+    return {"latency": latency, "throughput": throughput, "budget": budget}
+
+
+def _budget(what: str, fig: dict[str, Any], op: str, limit: float) -> dict[str, Any]:
+    value = float(fig["median"])
+    met = value <= limit if op == "<=" else value >= limit  # NaN: not met
+    return {
+        "figure": what,
+        "median": value,
+        "text": fig["text"],
+        "op": op,
+        "limit": limit,
+        "met": met,
+    }
+
+
+def checks(
+    probes: dict[str, list[dict[str, Any]]], raw: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    limited_ok = all(
+        p["status"] == 200 and p["headers"]["x-ratelimit-limit"] for p in probes["limited"]
+    )
+    plain_ok = all(p["status"] == 200 and not any(p["headers"].values()) for p in probes["plain"])
+    answers = {
+        k: {
+            "c1": sum(sum(r["statuses"].values()) for r in raw[k]),
+            "c1_non_200": sum(v for r in raw[k] for s, v in r["statuses"].items() if s != "200"),
+            "c16": sum(r["requests"] for r in raw[f"rps:{k}"]),
+            "c16_failed": sum(r["errors"] + r["non_2xx"] for r in raw[f"rps:{k}"]),
+        }
+        for k in ("plain", "limited")
+    }
+    runs_ok = all(run_ok(r) for k in LATENCY for r in raw[k]) and all(
+        r["errors"] == 0 and r["non_2xx"] == 0 for k in RPS for r in raw[f"rps:{k}"]
+    )
+    return {
+        "probes": probes,
+        "limited_headers_ok": limited_ok,
+        "plain_headers_ok": plain_ok,
+        "answers": answers,
+        "runs_ok": runs_ok,
+        "all_ok": limited_ok and plain_ok and runs_ok,
+    }
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**NO**"
+
+
+def _latency_lines(lat: dict[str, Any], m: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## 1. Latency at c=1 ({m['latency_n']} requests per run)",
+        "",
+        "| target | p50 µs | p99 µs | added p50 µs | added p99 µs |",
+        "|---|---|---|---|---|",
+    ]
+    for k in LATENCY:
+        cells = [lat["latency_us"][k][q]["text"] for q in ("p50", "p99")]
+        add = lat["added_us"].get(k)
+        cells += [add[q]["text"] for q in ("p50", "p99")] if add else ["", ""]
+        lines.append(f"| {LABELS[k]} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratio of added latency | p50 | p99 |", "|---|---|---|"]
+    for key, q in lat["ratios"].items():
+        lines.append(f"| {key} | {q['p50']['text']} | {q['p99']['text']} |")
+    diff = lat["limited_minus_plain_p50_us"]["text"]
+    return [*lines, "", f"Added p50, limited minus plain: {diff} µs.", ""]
+
+
+def _throughput_lines(tp: dict[str, Any], m: dict[str, Any], tool: str) -> list[str]:
+    lines = [
+        f"## 2. Keep-alive req/s at c={m['rps_concurrency']} ({tool}, {m['rps_seconds']} s "
+        f"per run, at most {m['rps_max_requests']:,} requests)",
+        "",
+        f"| target | req/s | p99 µs ({tool}) |",
+        "|---|---|---|",
+    ]
+    for k in RPS:
+        lines.append(f"| {LABELS[k]} | {tp['rps'][k]['text']} | {tp['p99_us'][k]['text']} |")
+    lines += ["", "| ratio of req/s | value |", "|---|---|"]
+    lines += [f"| {key} | {q['text']} |" for key, q in tp["ratios"].items()]
+    return [*lines, ""]
+
+
+def _check_lines(r: dict[str, Any]) -> list[str]:
+    c, load = r["checks"], r["machine_load"]
+    lines = [
+        "## 3. The issue's budget: rate limiting within 5%",
+        "",
+        "| figure | median (min–max) | limit | met |",
+        "|---|---|---|---|",
+    ]
+    for b in r["budget"]:
+        op = "≤" if b["op"] == "<=" else "≥"
+        lines.append(f"| {b['figure']} | {b['text']} | {op} {b['limit']} | {_yes(b['met'])} |")
+    before, after = (p["headers"] for p in c["probes"]["limited"])
+    a = c["answers"]
+    return [
+        *lines,
+        "",
+        f"Checks: `limited` answered 200 with `X-RateLimit-Limit: {before['x-ratelimit-limit']}`"
+        f" (Remaining {before['x-ratelimit-remaining']} before the runs, "
+        f"{after['x-ratelimit-remaining']} after): {_yes(c['limited_headers_ok'])}; `plain` "
+        f"answered 200 without X-RateLimit-*: {_yes(c['plain_headers_ok'])}. Every answer "
+        f"of the runs 200, no 429: {_yes(c['runs_ok'])} (limited: {a['limited']['c1']:,} at "
+        f"c=1, {a['limited']['c1_non_200']} not 200; {a['limited']['c16']:,} at c=16, "
+        f"{a['limited']['c16_failed']} failed or >= 400). Runs: {r['seconds']} s; other "
+        f"processes: {load['other_pct']}% of the cores, stolen {load['steal_pct']}%.",
+        "",
+    ]
+
+
+def render(data: dict[str, Any]) -> str:
+    r, m = data["results"], data["settings"]
+    lines = header_lines(data, "aroutd rate-limit benchmark")
+    lines += _latency_lines(r["latency"], m)
+    lines += _throughput_lines(r["throughput"], m, r["tool"])
+    lines += _check_lines(r)
+    return "\n".join(lines + notes_lines(data))
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_ratelimit", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer requests (~40 s)")
+    parser.add_argument("--repeats", type=int, help="override the mode's repeat count")
+    parser.add_argument("--out", type=Path, help="report directory")
+    parser.add_argument("--keep", action="store_true", help="keep the temp work dir")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    mode = MODES["quick" if args.quick else "full"]
+    if args.repeats:
+        mode = dataclasses.replace(mode, repeats=args.repeats)
+    started, counters = dt.datetime.now(dt.UTC), cpu_counters()
+    notes = pin_this_process(args.no_pin)
+    with work_dir("aroutd-bench-ratelimit-", args.keep, notes) as work:
+        results = run(mode, work, notes)
+    notes.append(load_note(counters))
+    command = ["python -m bench.bench_ratelimit", *(sys.argv[1:] if argv is None else argv)]
+    data = envelope(
+        command=" ".join(command), started=started, mode=mode, results=results, notes=notes
+    )
+    write_report(data, args.out or OUT_DIR / f"ratelimit-{started:%Y%m%d-%H%M%S}", render(data))
+    return 0 if results["checks"]["all_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
