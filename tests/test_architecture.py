@@ -21,7 +21,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "aroutd"
 ENTRY_POINTS = {"aroutd.cli", "aroutd.demo", "aroutd.__main__"}
-BACKENDS = {"aroutd.store.sqlite"}  # the state-store backends, beside their interface
+BACKENDS = {"aroutd.store.sqlite", "aroutd.store.redis"}  # the state-store backends (I/O)
 FORBIDDEN = {
     "trio", "h11", "hypercorn", "socket", "ssl", "os", "io", "time", "sqlite3",
     "threading", "signal", "subprocess", "selectors", "asyncio", "aroutd.shell", "aroutd.mock",
