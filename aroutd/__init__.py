@@ -29,7 +29,8 @@ Pure core, by capability:
     manage/       SPEC §7 the management API: requests (bodies, queries), narrowing
                   (a key never exceeds its tenant), changes (the key made), views (JSON)
     auth/         SPEC §8: siwx, evm, solana, walletjwt, signin
-    store/        the state-store interface (base); its backends: sqlite, redis (redis_scripts)
+    store/        the state-store interface (base); its backends: sqlite, redis (redis_scripts,
+                  redis_rows)
     ratelimit/    SPEC §9 rate limits: ticks, values, gcra (rpm), daily (rpd), tokens (tpm),
                   nearest (X-RateLimit-*), backend (LimiterBackend), limiter (in memory)
     x402/         SPEC §10: networks (USDC, EIP-712 domains), reasons (codes, verdicts),
@@ -50,6 +51,7 @@ Trio shell (shell/):
     management    the management API and GET /v1/key, served (reads from memory, writes
                   through the store)
     keysync       other instances' and the command line's key changes, followed
+    stores        the state store the config names (sqlite or redis), opened
     keyadmin      `aroutd keys list|disable|enable|delete` on the state store
     ledger        GET /api/v1/balance and /api/v1/transactions, served
     walletadmin   `aroutd wallets credit|show` on the state store

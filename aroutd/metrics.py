@@ -105,7 +105,14 @@ class Metrics:
         if not priced:
             self.unpriced[provider] += 1
 
-    def render(self, *, open_connections: int, keys_loaded: int, store_keys: int = 0) -> str:
+    def render(
+        self,
+        *,
+        open_connections: int,
+        keys_loaded: int,
+        store_keys: int = 0,
+        usage_pending: int = 0,
+    ) -> str:
         out = [
             "# HELP aroutd_requests_total Requests answered, by status and auth method.",
             "# TYPE aroutd_requests_total counter",
@@ -184,6 +191,10 @@ class Metrics:
             "# HELP aroutd_store_keys Keys of the management API (state store) held now.",
             "# TYPE aroutd_store_keys gauge",
             f"aroutd_store_keys {store_keys}",
+            "# HELP aroutd_usage_pending_rows Usage rows and debit lines added here and not"
+            " yet committed to the state store.",
+            "# TYPE aroutd_usage_pending_rows gauge",
+            f"aroutd_usage_pending_rows {usage_pending}",
         ]
         return "\n".join(out) + "\n"
 

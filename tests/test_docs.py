@@ -31,7 +31,7 @@ import pytest
 
 from aroutd import errors
 from aroutd.config import values
-from aroutd.config.parse import parse_config, unsupported
+from aroutd.config.parse import parse_config
 from aroutd.errors import ConfigError
 from aroutd.keytable.table import KeyEntry, Tenant, parse_keytable
 
@@ -166,18 +166,6 @@ def test_sections_and_rows_of_a_made_up_page() -> None:
     assert _rows(_section(page, 2, "[a]")) == {"x", "w"}
     assert _rows(_section(page, 2, "[b]")) == {"v"}
     assert _rows(_section(page, 2, "[a]")) != _config_keys(values.KeysConfig)
-
-
-def test_settings_refused_as_unsupported_are_documented() -> None:
-    text = (
-        '[state]\nbackend = "redis"\nredis_url = "redis://127.0.0.1:6379/0"\n'
-        '[x402]\nenabled = true\npay_to_evm = "0x' + "0" * 40 + '"\n'  # supported now
-    )
-    cfg = parse_config(text, path=CONFIG_FILE, cwd=Path("/"), environ={}, read_file=_no_files)
-    messages = [line.split(": ", 1)[1] for line in unsupported(cfg)]
-    assert len(messages) == 1
-    missing = [m for m in messages if m not in CONFIGURATION_MD]
-    assert missing == [], "unsupported-setting messages missing from docs/configuration.md"
 
 
 # The key table: [tenants.ID] fields from Tenant, [[keys]] fields from KeyEntry.

@@ -75,13 +75,16 @@ allowed_models = ["google/gemini-2.0-flash"]
 
 async def test_head_on_healthz_answers_the_get_head_without_a_body(tmp_path: Path) -> None:
     async with daemon(tmp_path, admin_listen=("127.0.0.1", 0)) as h:
-        for port in (h.port, h.admin_port):
+        api = {"status": "ok"}
+        admin = {"status": "ok", "store": "ok"}  # the admin one reports the state store
+        for port, body in ((h.port, api), (h.admin_port, admin)):
             async with Client.open(port) as c:
                 head = await c.request("HEAD", "/healthz")
                 assert (head.status, head.body) == (200, b"")
-                assert head.header(b"content-length") == b"15"  # the GET answer's length
+                length = len(json.dumps(body, separators=(",", ":")))
+                assert head.header(b"content-length") == str(length).encode()  # the GET's
                 got = await c.request("GET", "/healthz")  # same connection: framing intact
-                assert (got.status, got.json()) == (200, {"status": "ok"})
+                assert (got.status, got.json()) == (200, body)
         metrics = await request(h.admin_port, "HEAD", "/metrics")
         assert (metrics.status, metrics.body) == (200, b"")
 
@@ -256,7 +259,7 @@ async def test_healthz_answers_when_the_api_is_full(tmp_path: Path) -> None:
         assert refused == b""  # beyond max_connections: closed at accept
         for _ in range(3):
             health = await request(h.admin_port, "GET", "/healthz")
-            assert (health.status, health.json()) == (200, {"status": "ok"})
+            assert (health.status, health.json()) == (200, {"status": "ok", "store": "ok"})
         metrics = await request(h.admin_port, "GET", "/metrics")
         assert b"\naroutd_open_connections 1\n" in metrics.body
 

@@ -45,7 +45,7 @@ async def test_a_burst_of_twice_the_limit(tmp_path: Path, autojump_clock: object
     admitted, refused = 0, []
     for _ in range(20):
         try:
-            window = dict(admit(rt, p, AccessRecord(time=0.0)))
+            window = dict(await admit(rt, p, AccessRecord(time=0.0)))
             admitted += 1
             assert window["X-RateLimit-Limit"] == "10"
             assert window["X-RateLimit-Remaining"] == str(10 - admitted)
@@ -60,9 +60,9 @@ async def test_a_burst_of_twice_the_limit(tmp_path: Path, autojump_clock: object
     assert rt.metrics.rate_limited[("rpm", "api")] == 10
     await trio.sleep(int(headers["Retry-After"]) - 0.01)  # just before: still refused
     with pytest.raises(TooManyRequests):
-        admit(rt, p, AccessRecord(time=0.0))
+        await admit(rt, p, AccessRecord(time=0.0))
     await trio.sleep(0.01)  # Retry-After is honoured: now it is admitted
-    admit(rt, p, AccessRecord(time=0.0))
+    await admit(rt, p, AccessRecord(time=0.0))
 
 
 async def test_the_tenant_refuses_and_the_key_keeps_its_count(
@@ -72,32 +72,32 @@ async def test_the_tenant_refuses_and_the_key_keeps_its_count(
     tenant = ("tenant:acme", Limits(rpm=2))
     a = _principal(("key:a", Limits(rpm=5)), tenant)
     b = _principal(("key:b", Limits(rpm=5)), tenant)
-    admit(rt, a, AccessRecord(time=0.0))
-    admit(rt, b, AccessRecord(time=0.0))
+    await admit(rt, a, AccessRecord(time=0.0))
+    await admit(rt, b, AccessRecord(time=0.0))
     rec = AccessRecord(time=0.0)
     with pytest.raises(TooManyRequests) as info:
-        admit(rt, a, rec)
+        await admit(rt, a, rec)
     assert rec.rate_limit == "rpm"
     # the nearest window is the tenant's (none left), not the key's (4 left)
     assert _headers(info.value)["X-RateLimit-Limit"] == "2"
     await trio.sleep(60)
-    window = dict(admit(rt, a, AccessRecord(time=0.0)))
+    window = dict(await admit(rt, a, AccessRecord(time=0.0)))
     assert window["X-RateLimit-Limit"] == "2" and window["X-RateLimit-Remaining"] == "1"
 
 
 async def test_tpm_counts_reported_tokens(tmp_path: Path, autojump_clock: object) -> None:
     rt = _runtime(tmp_path)
     p = _principal(("wallet:w", Limits(tpm=100)))
-    assert admit(rt, p, AccessRecord(time=0.0)) == []  # tpm alone: no X-RateLimit-*
+    assert await admit(rt, p, AccessRecord(time=0.0)) == []  # tpm alone: no X-RateLimit-*
     record_tokens(rt, p, 100)  # the response's usage, known at its end
     with pytest.raises(TooManyRequests) as info:
-        admit(rt, p, AccessRecord(time=0.0))
+        await admit(rt, p, AccessRecord(time=0.0))
     wait = int(_headers(info.value)["Retry-After"])
     assert 60 <= wait <= 61
     await trio.sleep(wait)
-    admit(rt, p, AccessRecord(time=0.0))
+    await admit(rt, p, AccessRecord(time=0.0))
 
 
 async def test_no_limits_no_headers(tmp_path: Path) -> None:
     rt = _runtime(tmp_path)
-    assert admit(rt, _principal(), AccessRecord(time=0.0)) == []
+    assert await admit(rt, _principal(), AccessRecord(time=0.0)) == []

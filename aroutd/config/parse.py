@@ -52,7 +52,6 @@ __all__ = [
     "WalletConfig",
     "X402Config",
     "parse_config",
-    "unsupported",
 ]
 
 _CAIP2_RE = re.compile(r"[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}")
@@ -389,16 +388,3 @@ def _price(name: str, t: Table) -> Price:
         output=t.number("output", 0.0, positive=False),
         cached_input=cached,
     )
-
-
-def unsupported(cfg: Config) -> list[str]:
-    """Settings this version parses but cannot honour yet, as "FILE: key: why".
-
-    Refused rather than ignored: keeping state on one host where Redis was asked
-    for would be silently wrong.
-    """
-    file = str(cfg.path)
-    out: list[str] = []
-    if cfg.state.backend != "sqlite":
-        out.append(f'{file}: state.backend: only "sqlite" is supported yet')
-    return out

@@ -41,10 +41,14 @@ def _answer(rt: Runtime, method: bytes, path: bytes) -> tuple[int, HeaderList, b
     if method not in (b"GET", b"HEAD"):
         raise MethodNotAllowed("method not allowed", headers=[("Allow", "GET, HEAD")])
     if path == b"/healthz":
-        return 200, [JSON_CONTENT_TYPE], b'{"status":"ok"}'
+        # serving goes on while the store is away (known keys, usage held in memory):
+        # the state is reported, the answer stays 200
+        store = b"ok" if rt.store_ok else b"unavailable"
+        return 200, [JSON_CONTENT_TYPE], b'{"status":"ok","store":"' + store + b'"}'
     text = rt.metrics.render(
         open_connections=rt.open_connections,
         keys_loaded=len(rt.keytable.by_digest),
         store_keys=len(rt.store_keys),
+        usage_pending=rt.usage.pending_rows(),
     )
     return 200, _PROMETHEUS, text.encode()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import trio
 
-from aroutd.config.parse import Config, unsupported
+from aroutd.config.parse import Config
 from aroutd.errors import BadRequest, ConfigError
 from aroutd.forwarding import peer_is_trusted
 from aroutd.routing import known_providers
@@ -38,8 +38,8 @@ from aroutd.shell.payments import Payments, recover_payments
 from aroutd.shell.runtime import Runtime
 from aroutd.shell.sdnotify import listen_sockets, notify, watchdog_interval_s
 from aroutd.shell.server import Handler, read_proxy_header, serve_connection
+from aroutd.shell.stores import open_store
 from aroutd.shell.usagesync import final_commit, load_usage, sync_usage
-from aroutd.store.sqlite import SqliteStore
 
 __all__ = ["Bound", "reload_keys", "run", "serve"]
 
@@ -253,9 +253,6 @@ async def serve(
     Listeners, pooled upstream connections and the state store are closed on the
     way out however it ends, a cancellation included.
     """
-    problems = unsupported(cfg)
-    if problems:
-        raise ConfigError(problems)
     # From here to the end of the drain our handlers own the signals: a SIGHUP while the
     # table loads or while draining (systemctl reload) waits in the receiver instead of
     # killing the process with the default action.
@@ -273,7 +270,7 @@ async def _serve_with_signals(
     cfg: Config, signals: Signals, task_status: trio.TaskStatus[Bound]
 ) -> None:
     keytable = await trio.to_thread.run_sync(load_keytable, cfg.keys.file)
-    store = SqliteStore.open(cfg.state.path)
+    store = open_store(cfg)
     rt: Runtime | None = None
     opened: list[trio.SocketListener] = []
     try:

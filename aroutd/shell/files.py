@@ -18,7 +18,7 @@ import secrets
 from pathlib import Path
 
 from aroutd.auth.walletjwt import MIN_SECRET_BYTES, WalletTokens
-from aroutd.config.parse import Config, parse_config, unsupported
+from aroutd.config.parse import Config, parse_config
 from aroutd.errors import ConfigError
 from aroutd.keytable.table import KeyTable, parse_keytable
 
@@ -74,7 +74,7 @@ def check_paths(config_path: Path) -> list[str]:
         load_keytable(config.keys.file)
     except ConfigError as exc:
         return list(exc.problems)
-    return unsupported(config) + state_folder_problems(config)
+    return state_folder_problems(config)
 
 
 def state_folder_problems(config: Config) -> list[str]:

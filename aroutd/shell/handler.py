@@ -238,7 +238,7 @@ async def _dispatch(
     try:
         if principal.wallet is not None:
             check_wallet_balance(rt, principal.wallet, head.target.path)  # 402 (SPEC §9)
-        extra += admit(rt, principal, rec)  # 429 (SPEC §9)
+        extra += await admit(rt, principal, rec)  # 429 (SPEC §9)
         await forward(rt, client, req, headers, plan, principal, info, rec, peer_trusted, extra)
     except HTTPError as err:  # ours, before the answer began: the payment's JWT, the window
         err.headers = (*err.headers, *extra)

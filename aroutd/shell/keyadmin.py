@@ -22,7 +22,7 @@ from aroutd.manage.views import rfc3339
 from aroutd.shell import logsink
 from aroutd.shell.files import load_config, load_keytable
 from aroutd.shell.management import MSG_FILE_KEY, MSG_NO_KEY
-from aroutd.store.sqlite import SqliteStore
+from aroutd.shell.stores import open_store
 
 __all__ = ["KeyCommandError", "change_key", "list_keys"]
 
@@ -36,7 +36,7 @@ class KeyCommandError(Exception):
 def list_keys(config_path: Path, tenant: str | None) -> list[str]:
     """One tab-separated line per stored key (a header first), oldest first."""
     cfg = load_config(config_path)
-    store = SqliteStore.open(cfg.state.path)
+    store = open_store(cfg)
     try:
         held = StoredKeys()
         held.apply(store.key_changes(0))
@@ -66,7 +66,7 @@ def change_key(config_path: Path, hash_text: str, action: str) -> str:
         raise KeyCommandError(f"the key table does not load: {exc.problems[0]}") from None
     if table.lookup(digest) is not None:
         raise KeyCommandError(MSG_FILE_KEY)
-    store = SqliteStore.open(cfg.state.path)
+    store = open_store(cfg)
     try:
         now = datetime.now(UTC)
         if action == "delete":

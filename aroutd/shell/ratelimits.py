@@ -8,30 +8,41 @@ rpm or rpd limit carries ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (U
 seconds) of the window nearest to refusing it. A finished response's input and output
 tokens go to the tpm windows (:func:`record_tokens`) when its usage is known.
 
-The in-memory limiter counts per instance; it never blocks, so it runs on the event
-loop.
+The in-memory limiter (sqlite deployments) counts per instance and never blocks, so it
+runs on the event loop. The Redis one (``[state] backend = "redis"``) counts for every
+instance at once, one atomic script per check: the check runs in a worker thread, and
+reported tokens are queued and sent in the background (:func:`flush_tokens`) so that
+no response waits for Redis at its end.
 """
 
 from __future__ import annotations
 
+import trio
+
 from aroutd.accesslog import AccessRecord
-from aroutd.errors import TooManyRequests
+from aroutd.errors import ServiceUnavailable, TooManyRequests
 from aroutd.principal import Principal
-from aroutd.ratelimit import Refused, header_values
+from aroutd.ratelimit import LimiterBackend, Refused, header_values
 from aroutd.shell.runtime import Runtime
 
-__all__ = ["MSG_RATE_LIMITED", "admit", "record_tokens"]
+__all__ = ["MSG_RATE_LIMITED", "admit", "flush_tokens", "record_tokens"]
 
 MSG_RATE_LIMITED = "rate limit exceeded"
+FLUSH_S = 0.05
+MAX_PENDING_TOKENS = 100_000  # reports held while Redis is away; past it, dropped
 
 Header = tuple[str, str]
 
 
-def admit(rt: Runtime, principal: Principal, rec: AccessRecord) -> list[Header]:
+async def admit(rt: Runtime, principal: Principal, rec: AccessRecord) -> list[Header]:
     """The ``X-RateLimit-*`` headers of an admitted request; else the 429."""
     if not principal.rate_limits:
         return []
-    decision = rt.limiter.check(principal.rate_limits, rt.wall_clock())
+    if rt.limiter_blocks:
+        limiter, checks, now = rt.limiter, principal.rate_limits, rt.wall_clock()
+        decision = await trio.to_thread.run_sync(limiter.check, checks, now)
+    else:
+        decision = rt.limiter.check(principal.rate_limits, rt.wall_clock())
     values = header_values(decision)
     headers = [] if values is None else _window(values)
     if isinstance(decision, Refused):
@@ -57,5 +68,29 @@ def record_tokens(rt: Runtime, principal: Principal, tokens: int) -> None:
         return
     now = rt.wall_clock()
     for subject, limits in principal.rate_limits:
-        if limits.tpm is not None:
+        if limits.tpm is None:
+            continue
+        if rt.limiter_blocks:
+            if len(rt.pending_tokens) < MAX_PENDING_TOKENS:
+                rt.pending_tokens.append((subject, tokens, now))
+        else:
             rt.limiter.record_tokens(subject, tokens, now)
+
+
+def _send_tokens(limiter: LimiterBackend, batch: list[tuple[str, int, float]]) -> None:
+    for subject, tokens, when in batch:
+        limiter.record_tokens(subject, tokens, when)
+
+
+async def flush_tokens(rt: Runtime) -> None:
+    """Send queued token reports to a blocking (Redis) limiter every ``FLUSH_S``; a
+    failing server keeps them for the next try."""
+    while True:
+        await trio.sleep(FLUSH_S)
+        if not rt.pending_tokens:
+            continue
+        batch, rt.pending_tokens = rt.pending_tokens, []
+        try:
+            await trio.to_thread.run_sync(_send_tokens, rt.limiter, batch)
+        except ServiceUnavailable:
+            rt.pending_tokens[:0] = batch[-MAX_PENDING_TOKENS:]

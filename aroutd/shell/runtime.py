@@ -62,7 +62,10 @@ class Runtime:
     _tenant_index: tuple[KeyTable, dict[str, list[bytes]]] | None = None
     usage: UsageBook = field(default_factory=UsageBook)  # spend, committed in the background
     payments: Payments | None = None  # [x402] enabled
+    store_ok: bool = True  # the state store answered the background tasks' last call
     limiter: LimiterBackend = field(default_factory=Limiter)  # SPEC §9 rate limits
+    limiter_blocks: bool = False  # a network limiter (Redis): checked in a worker thread
+    pending_tokens: list[tuple[str, int, float]] = field(default_factory=list)  # for it
     wall_clock: Callable[[], float] = time.time  # Unix seconds, for the rate limits
     _unpriced_logged: set[str] = field(default_factory=set)
     auth_failures: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)

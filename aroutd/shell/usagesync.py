@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 COMMIT_INTERVAL_S = 0.05
+MAX_BACKOFF_S = 2.0
 POLL_INTERVAL_S = 0.5
 FINAL_COMMIT_TIMEOUT_S = 10.0
 
@@ -54,9 +55,10 @@ async def _commit(rt: Runtime) -> bool:
 
 async def sync_usage(rt: Runtime) -> None:
     failing = False
+    delay = COMMIT_INTERVAL_S
     next_poll = trio.current_time() + POLL_INTERVAL_S
     while True:
-        await trio.sleep(COMMIT_INTERVAL_S)
+        await trio.sleep(delay)
         ok = True
         if rt.usage.has_pending():
             ok = await _commit(rt)
@@ -72,7 +74,10 @@ async def sync_usage(rt: Runtime) -> None:
             logsink.event("usage_sync_error")
         elif ok and failing:
             logsink.event("usage_sync_resumed")
-        failing = not ok
+        failing, rt.store_ok = not ok, ok
+        # a store that is away is tried less often (up to every 2 s); what was added
+        # meanwhile waits in memory (aroutd_usage_pending_rows) and goes at the next try
+        delay = COMMIT_INTERVAL_S if ok else min(delay * 2, MAX_BACKOFF_S)
 
 
 async def final_commit(rt: Runtime) -> None:

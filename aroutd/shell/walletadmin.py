@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aroutd.shell import logsink
 from aroutd.shell.files import load_config
-from aroutd.store.sqlite import SqliteStore
+from aroutd.shell.stores import open_store
 from aroutd.usage.book import UsageBook
 from aroutd.usage.ledger import canonical_account, operator_credit, transaction_object
 
@@ -35,7 +35,7 @@ def credit_wallet(config_path: Path, account_text: str, usd_text: str, note: str
         note=note,
         now=datetime.now(UTC),
     )
-    store = SqliteStore.open(cfg.state.path)
+    store = open_store(cfg)
     try:
         store.credit(tx)
         book = UsageBook()
@@ -50,7 +50,7 @@ def show_wallet(config_path: Path, account_text: str) -> list[str]:
     """The wallet's balance and its latest transactions, one tab-separated line each."""
     cfg = load_config(config_path)
     account = canonical_account(account_text)
-    store = SqliteStore.open(cfg.state.path)
+    store = open_store(cfg)
     try:
         book = UsageBook()
         book.apply(store.usage_changes(0))

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 CREDITS_PERIOD = "credits"  # a wallet's row of what it paid in
+MAX_PENDING_DEBITS = 100_000
 
 _Slot = tuple[str, str]  # (subject, period)
 
@@ -119,7 +120,9 @@ class UsageBook:
         """One finished response: the same figures for every subject and period (plain
         sums on the request path; rows are made only when a batch is taken), and a
         wallet's ``debit`` line."""
-        if debit is not None:
+        if debit is not None and len(self._debits) < MAX_PENDING_DEBITS:
+            # past the bound (a store away for long) the log line is dropped; the
+            # balance is not: it is the usage rows, whose number stays bounded
             self._debits.append(debit)
         periods = _periods(now.astimezone(UTC).date())
         pending = self._pending
@@ -140,6 +143,15 @@ class UsageBook:
                     sums[2] += output_tokens
                     sums[3] += cached_input_tokens
                     sums[4] += 1
+
+    def pending_rows(self) -> int:
+        """Rows and debit lines not yet in the store (pending and in flight)."""
+        return (
+            len(self._pending)
+            + len(self._in_flight)
+            + len(self._debits)
+            + len(self._debits_in_flight)
+        )
 
     def has_pending(self) -> bool:
         return bool(self._pending) or bool(self._debits)
