@@ -1,5 +1,5 @@
-"""The state store's keys (SPEC §7): a change sequence shared by processes, tombstones,
-tenant isolation, refusals that write nothing, the migration of a released file, kill -9.
+"""The sqlite store's keys (SPEC §7) beyond the contract both backends are held to
+(tests/test_store_contract.py): the migration of a released file, kill -9.
 
 And aroutd.keytable.stored, the in-memory mirror the proxy path reads.
 """
@@ -15,9 +15,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
-from aroutd.errors import Forbidden
 from aroutd.keytable.stored import StoredKeys
 from aroutd.keytable.table import KeyEntry
 from aroutd.store.base import KeyChange
@@ -49,77 +46,6 @@ def entry(n: int, tenant: str = "acme", **fields: object) -> KeyEntry:
         created_by="admin",
         **fields,  # type: ignore[arg-type]
     )
-
-
-def test_a_key_round_trips_with_every_field(store: SqliteStore) -> None:
-    full = entry(
-        1,
-        allowed_providers=("openai",),
-        allowed_models=("openai/gpt-4o*", "gpt-4o"),
-        limit=12.5,
-        limit_reset="weekly",
-        rpm_limit=60,
-        rpd_limit=1000,
-        tpm_limit=10**12,
-        expires_at=NOW + timedelta(days=30),
-        disabled=True,
-    )
-    made = store.create_key(full)
-    assert made == KeyChange(1, full.digest, full)
-    assert list(store.key_changes(0)) == [made]
-    assert list(store.key_changes(1)) == []
-
-
-def test_writes_take_the_next_number_and_deletes_leave_tombstones(store: SqliteStore) -> None:
-    store.create_key(entry(1))
-    store.create_key(entry(2))
-    renamed = store.update_key(digest(1), "acme", lambda e: replace(e, name="renamed"))
-    assert renamed is not None and renamed.seq == 3 and renamed.entry is not None
-    assert renamed.entry.name == "renamed"
-    gone = store.delete_key(digest(2), "acme")
-    assert gone == KeyChange(4, digest(2), None)
-    assert [(c.seq, c.digest, c.entry is None) for c in store.key_changes(2)] == [
-        (3, digest(1), False),
-        (4, digest(2), True),
-    ]
-    # a deleted key is gone for every verb
-    assert store.update_key(digest(2), "acme", lambda e: e) is None
-    assert store.delete_key(digest(2), None) is None
-
-
-def test_another_tenants_key_is_unknown(store: SqliteStore) -> None:
-    store.create_key(entry(1, tenant="beta"))
-    assert store.update_key(digest(1), "acme", lambda e: replace(e, disabled=True)) is None
-    assert store.delete_key(digest(1), "acme") is None
-    assert store.key_changes(0)[0].entry == entry(1, tenant="beta")  # untouched
-    assert store.update_key(digest(1), None, lambda e: e) is not None  # the operator's CLI
-
-
-def test_a_refused_change_writes_nothing(store: SqliteStore) -> None:
-    store.create_key(entry(1))
-
-    def refuse(current: KeyEntry) -> KeyEntry:
-        raise Forbidden("requested permissions exceed tenant scope")
-
-    with pytest.raises(Forbidden):
-        store.update_key(digest(1), "acme", refuse)
-    assert [c.seq for c in store.key_changes(0)] == [1]
-    store.create_key(entry(2))  # and the store is not left inside a transaction
-    assert [c.seq for c in store.key_changes(0)] == [1, 2]
-
-
-def test_two_processes_share_one_sequence(db: Path) -> None:
-    a, b = SqliteStore.open(db), SqliteStore.open(db)
-    try:
-        a.create_key(entry(1))
-        b.create_key(entry(2))
-        a.update_key(digest(2), "acme", lambda e: replace(e, disabled=True))
-        seen = [(c.seq, c.digest) for c in b.key_changes(0)]
-        assert seen == [(1, digest(1)), (3, digest(2))]  # the latest state of each, in order
-        assert [c.seq for c in b.key_changes(1)] == [3]
-    finally:
-        a.close()
-        b.close()
 
 
 def test_a_released_v1_file_upgrades_in_place(tmp_path: Path) -> None:
