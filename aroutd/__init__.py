@@ -30,7 +30,8 @@ Pure core, by capability:
                   (a key never exceeds its tenant), changes (the key made), views (JSON)
     auth/         SPEC §8: siwx, evm, solana, walletjwt, signin
     store/        the state-store interface (base); its backends: sqlite, redis (redis_scripts,
-                  redis_rows)
+                  redis_rows, redis_import: another store's state written in), redis_limiter
+                  (SPEC §9 rate limits shared), redis_authfail (SPEC §12 failed-auth counts shared)
     ratelimit/    SPEC §9 rate limits: ticks, values, gcra (rpm), daily (rpd), tokens (tpm),
                   nearest (X-RateLimit-*), backend (LimiterBackend), limiter (in memory)
     x402/         SPEC §10: networks (USDC, EIP-712 domains), reasons (codes, verdicts),
@@ -55,9 +56,11 @@ Trio shell (shell/):
     keyadmin      `aroutd keys list|disable|enable|delete` on the state store
     ledger        GET /api/v1/balance and /api/v1/transactions, served
     walletadmin   `aroutd wallets credit|show` on the state store
+    migrate       `aroutd state migrate`: the sqlite state copied into a Redis
     payments      x402 on the request path: the 402 challenge, claim, settle, credit
     facilitator   the x402 facilitator client (h11), Solana fee payers refreshed
     ratelimits    rate limits on the request path: 429, X-RateLimit-*, tokens fed to tpm
+    shared        on Redis: the shared rate limiter and failed-auth counts, wired in
     metering      usage metered on the relay path; a finished answer charged
     usagesync     the usage book committed to the store every 50 ms, others' usage read
     forward       an allowed plan's upstream request, metered, with our extra headers

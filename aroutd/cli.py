@@ -1,5 +1,6 @@
 """The command line (SPEC §1): serve, check, keys new|hash|list|disable|enable|delete, demo,
-mock-upstream; and wallets credit|show (wallet balances, README).
+mock-upstream, state migrate (sqlite to Redis, §14); and wallets credit|show (wallet
+balances, README).
 
 Exit codes: 0 success, 1 invalid config / key table or startup failure, 2 usage.
 """
@@ -90,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("account", metavar="ACCOUNT")
     show.add_argument("--config", help=_CONFIG_HELP)
 
+    state = sub.add_parser("state", help="the state store: move it to Redis")
+    state_sub = state.add_subparsers(dest="state_command", required=True)
+    migrate = state_sub.add_parser(
+        "migrate", help="copy the config's sqlite state into a Redis (idempotent)"
+    )
+    migrate.add_argument(
+        "--to", required=True, metavar="URL", help="redis://, rediss:// or unix:// URL"
+    )
+    migrate.add_argument("--config", help=_CONFIG_HELP)
+
     demo = sub.add_parser("demo", help="the quick start: mock upstream + daemon + a fresh key")
     where = demo.add_mutually_exclusive_group()
     where.add_argument(
@@ -133,6 +144,13 @@ def _wallets(args: argparse.Namespace) -> list[str]:
     return show_wallet(path, args.account)
 
 
+def _state(args: argparse.Namespace) -> list[str]:
+    """``state migrate`` (shell.migrate)."""
+    from aroutd.shell.migrate import migrate_state
+
+    return migrate_state(_config_path(args.config), args.to)
+
+
 def _store_command(args: argparse.Namespace) -> int:
     """A command on the state store: its lines, or what went wrong on stderr and 1."""
     from aroutd.errors import ConfigError, HTTPError
@@ -140,7 +158,8 @@ def _store_command(args: argparse.Namespace) -> int:
 
     name = f"aroutd {args.command} {getattr(args, args.command + '_command')}"
     try:
-        lines = _wallets(args) if args.command == "wallets" else _stored_keys(args)
+        commands = {"wallets": _wallets, "state": _state, "keys": _stored_keys}
+        lines = commands[args.command](args)
     except KeyCommandError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
@@ -172,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if not problems:
             print(f"{path}: ok")
         return 1 if problems else 0
-    if args.command == "wallets" or (
+    if args.command in ("wallets", "state") or (
         args.command == "keys" and args.keys_command not in ("new", "hash")
     ):
         return _store_command(args)

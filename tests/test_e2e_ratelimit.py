@@ -98,10 +98,12 @@ def _until_refused(d: Daemon, key: str, most: int) -> list[httpx.Response]:
 
 def test_429_and_the_headers(d: Daemon) -> None:
     keys: Limited = d.keys  # type: ignore[assignment]
-    answers = _until_refused(d, keys.rpm, 80)
+    started = time.monotonic()
+    answers = _until_refused(d, keys.rpm, 200)
+    took = time.monotonic() - started
     served, refused = answers[:-1], answers[-1]
     # 60 in the bucket, plus the ones it refilled while they were sent (one a second)
-    assert 60 <= len(served) <= 62
+    assert 60 <= len(served) <= 61 + int(took)
     remaining = [int(r.headers["x-ratelimit-remaining"]) for r in served]
     assert remaining[:3] == [59, 58, 57] and remaining[-1] <= 1
     assert {r.headers["x-ratelimit-limit"] for r in served} == {"60"}

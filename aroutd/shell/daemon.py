@@ -38,6 +38,7 @@ from aroutd.shell.payments import Payments, recover_payments
 from aroutd.shell.runtime import Runtime
 from aroutd.shell.sdnotify import listen_sockets, notify, watchdog_interval_s
 from aroutd.shell.server import Handler, read_proxy_header, serve_connection
+from aroutd.shell.shared import start_shared, use_redis_counters
 from aroutd.shell.stores import open_store
 from aroutd.shell.usagesync import final_commit, load_usage, sync_usage
 
@@ -278,6 +279,8 @@ async def _serve_with_signals(
         rt = Runtime.build(cfg, keytable, store, wallet_tokens(cfg))
         if cfg.x402.enabled:
             rt.payments = Payments(cfg, Facilitator(cfg.x402))
+        if cfg.state.backend == "redis":
+            use_redis_counters(rt)  # rate limits and failed auth counted with the others
         await load_store_keys(rt)
         await load_usage(rt)
         if rt.payments is not None:
@@ -296,6 +299,7 @@ async def _serve_with_signals(
         async with trio.open_nursery() as background:
             # usage commits span the drain: requests that finish in it are charged
             background.start_soon(sync_usage, rt)
+            start_shared(rt, background)
             if rt.payments is not None:
                 solana = any(n.startswith("solana:") for n in cfg.x402.networks)
                 fac, payers = rt.payments.facilitator, rt.payments.fee_payers

@@ -12,7 +12,9 @@ The in-memory limiter (sqlite deployments) counts per instance and never blocks,
 runs on the event loop. The Redis one (``[state] backend = "redis"``) counts for every
 instance at once, one atomic script per check: the check runs in a worker thread, and
 reported tokens are queued and sent in the background (:func:`flush_tokens`) so that
-no response waits for Redis at its end.
+no response waits for Redis at its end. While Redis does not answer, each instance
+checks with its own in-memory limiter instead (inference goes on; limits then hold per
+instance, as on sqlite).
 """
 
 from __future__ import annotations
@@ -38,11 +40,14 @@ async def admit(rt: Runtime, principal: Principal, rec: AccessRecord) -> list[He
     """The ``X-RateLimit-*`` headers of an admitted request; else the 429."""
     if not principal.rate_limits:
         return []
+    checks, now = principal.rate_limits, rt.wall_clock()
     if rt.limiter_blocks:
-        limiter, checks, now = rt.limiter, principal.rate_limits, rt.wall_clock()
-        decision = await trio.to_thread.run_sync(limiter.check, checks, now)
+        try:
+            decision = await trio.to_thread.run_sync(rt.limiter.check, checks, now)
+        except ServiceUnavailable:  # Redis away: this instance counts on its own meanwhile
+            decision = rt.local_limiter.check(checks, now)
     else:
-        decision = rt.limiter.check(principal.rate_limits, rt.wall_clock())
+        decision = rt.limiter.check(checks, now)
     values = header_values(decision)
     headers = [] if values is None else _window(values)
     if isinstance(decision, Refused):

@@ -40,6 +40,7 @@ from aroutd.usage.limits import Layer
 
 if TYPE_CHECKING:  # payments imports this module
     from aroutd.shell.payments import Payments
+    from aroutd.store.redis_authfail import RedisAuthFailures as AuthShare
 
 __all__ = ["KEY_CACHE_SIZE", "Runtime"]
 
@@ -65,6 +66,8 @@ class Runtime:
     store_ok: bool = True  # the state store answered the background tasks' last call
     limiter: LimiterBackend = field(default_factory=Limiter)  # SPEC §9 rate limits
     limiter_blocks: bool = False  # a network limiter (Redis): checked in a worker thread
+    local_limiter: Limiter = field(default_factory=Limiter)  # its stand-in while it is away
+    auth_share: AuthShare | None = None  # failed-auth counts shared through Redis
     pending_tokens: list[tuple[str, int, float]] = field(default_factory=list)  # for it
     wall_clock: Callable[[], float] = time.time  # Unix seconds, for the rate limits
     _unpriced_logged: set[str] = field(default_factory=set)

@@ -22,6 +22,10 @@ every process on the store, and a deleted key leaves a tombstone with its number
 daemon holds the keys in memory (:mod:`aroutd.keytable.stored`) and keeps them current
 with :meth:`StateStore.key_changes` (its own writes and other instances' alike), so a
 request never waits on the store.
+
+Moving a deployment from sqlite to Redis (``aroutd state migrate``) reads the sqlite
+store as :data:`StateRecord` values (``SqliteStore.export``) and writes them into Redis
+(``RedisStore.import_records``): the dataclasses below, and :class:`NonceRecord`.
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ __all__ = [
     "BalanceStore",
     "KeyChange",
     "KeyStore",
+    "NonceRecord",
     "Payment",
     "PaymentStore",
+    "StateRecord",
     "StateStore",
     "Transaction",
     "UsageRow",
@@ -98,6 +104,14 @@ class Transaction:
     network: str | None = None  # its CAIP-2 network
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NonceRecord:
+    """A sign-in nonce seen (SPEC §8), refused until ``expires_at``."""
+
+    nonce: str
+    expires_at: datetime  # aware, UTC
+
+
 PaymentState = Literal["pending", "settled", "credited", "failed", "unknown"]
 
 
@@ -116,6 +130,12 @@ class Payment:
     transaction: str | None = None  # the settled on-chain transaction
     request_id: str | None = None
     created_at: datetime  # aware, UTC
+
+
+StateRecord = KeyChange | UsageRow | WalletAccount | Transaction | Payment | NonceRecord
+"""One item of a store's state, as ``SqliteStore.export`` yields it: a key (its latest
+change, tombstones too), a usage row's totals, a wallet, a transactions log line, a
+payment, a nonce not yet expired."""
 
 
 class WalletStore(Protocol):

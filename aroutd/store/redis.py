@@ -45,15 +45,17 @@ Rules:
   while serving is 503 ``state store unavailable``. Timeouts are 2 s and redis-py's
   retries are off (the caller retries); a dropped connection is replaced on next use.
 - redis-py's client and its connection pool are thread-safe; ``rediss://`` is TLS.
+- :meth:`RedisStore.import_records` (``aroutd state migrate``) sets items of another
+  store's state, idempotently: its rules are in :mod:`aroutd.store.redis_import`.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -69,11 +71,15 @@ from aroutd.store.base import (
     KeyChange,
     Payment,
     PaymentState,
+    StateRecord,
     Transaction,
     UsageRow,
     WalletAccount,
 )
 from aroutd.usage.book import CREDITS_PERIOD, wallet_subject
+
+if TYPE_CHECKING:
+    from aroutd.store.redis_import import Imported
 
 __all__ = ["PREFIX", "RedisStore", "redact_url"]
 
@@ -280,6 +286,13 @@ class RedisStore:
 
         # a payment credited between the two reads is no longer settled: left out
         return [rows.payment(i, f) for i, f in self._run(op) if f.get("state") == "settled"]
+
+    def import_records(self, records: Iterable[StateRecord], now: datetime) -> list[Imported]:
+        """Set each record in Redis (keys and usage in the order given), idempotently;
+        how many of each kind were copied and written (redis_import)."""
+        from aroutd.store.redis_import import import_records  # it imports this module
+
+        return import_records(self._write, records, now)
 
     def close(self) -> None:
         self._client.close()

@@ -7,6 +7,10 @@ feed readers (``KEY_PAGE``, ``USAGE_PAGE``) also read the rows their feed names,
 from a prefix in ``ARGV``: all names carry the ``{aroutd}`` hash tag, so every one of
 them lives in the same Redis Cluster slot as the feed.
 
+The ``IMPORT_*`` scripts (``aroutd state migrate``, :mod:`aroutd.store.redis_import`)
+set one item to an absolute state: left untouched (0) when it holds it already, else
+written (1), so running them again changes nothing.
+
 Lua numbers are doubles: a script returns counts and change numbers as integers and
 every float (usd) as the string Redis gave it, never as a Lua number (Redis would
 truncate it to an integer).
@@ -21,6 +25,12 @@ __all__ = [
     "CREDIT_PAYMENT",
     "DELETE_KEY",
     "ENSURE_WALLET",
+    "IMPORT_KEY",
+    "IMPORT_NONCE",
+    "IMPORT_PAYMENT",
+    "IMPORT_TX",
+    "IMPORT_USAGE",
+    "IMPORT_WALLET",
     "KEY_PAGE",
     "MARK_PAYMENT",
     "RELEASE_PAYMENT",
@@ -225,3 +235,122 @@ log_tx(KEYS[6], KEYS[8], KEYS[7], ARGV[5], ARGV[6], ARGV[7])
 return add_row(KEYS[3], KEYS[4], KEYS[5], ARGV[3], ARGV[4], 0, 0, 0, 0, 0)
 """
 )
+
+# KEYS: row, key seq, key feed. ARGV: hex, last, deleted (0|1), tenant, entry JSON
+# ("" for a tombstone). {seq, 0}: the row holds this state under a seq above ``last``
+# (the seq of the key imported before it), left as it is; else {seq, 1}: written under
+# the next seq. So the feed holds the imported keys in the order they were sent.
+IMPORT_KEY = """
+local row = redis.call('HMGET', KEYS[1], 'seq', 'deleted', 'entry')
+local seq = tonumber(row[1])
+if seq and seq > tonumber(ARGV[2]) and row[2] == ARGV[3] and (row[3] or '') == ARGV[5] then
+  return {seq, 0}
+end
+seq = redis.call('INCR', KEYS[2])
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'seq', seq, 'deleted', '1')
+  redis.call('HDEL', KEYS[1], 'entry')
+else
+  redis.call('HSET', KEYS[1], 'seq', seq, 'deleted', '0', 'tenant', ARGV[4], 'entry', ARGV[5])
+end
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+return {seq, 1}
+"""
+
+# KEYS: usage seq, usage feed, row. ARGV: member, last, usd, input, output, cached,
+# requests, ttl_s. As IMPORT_KEY: the totals set (not added), under the next seq,
+# unless the row holds them already under a seq above ``last``.
+IMPORT_USAGE = """
+local row = redis.call('HMGET', KEYS[3], 'seq', 'usd', 'input_tokens', 'output_tokens',
+  'cached_input_tokens', 'requests')
+local seq = tonumber(row[1])
+if seq and seq > tonumber(ARGV[2]) then
+  local same = true
+  for i = 2, 6 do
+    if tonumber(row[i]) ~= tonumber(ARGV[i + 1]) then same = false end
+  end
+  if same then return {seq, 0} end
+end
+seq = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[3], 'seq', seq, 'usd', ARGV[3], 'input_tokens', ARGV[4],
+  'output_tokens', ARGV[5], 'cached_input_tokens', ARGV[6], 'requests', ARGV[7])
+redis.call('ZADD', KEYS[2], seq, ARGV[1])
+if tonumber(ARGV[8]) > 0 then
+  redis.call('EXPIRE', KEYS[3], ARGV[8])
+else
+  redis.call('PERSIST', KEYS[3])
+end
+return {seq, 1}
+"""
+
+# KEYS: wallet. ARGV: the record (JSON {id, created_at}). Another id held for the same
+# account is replaced.
+IMPORT_WALLET = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local h, w = cjson.decode(held), cjson.decode(ARGV[1])
+  if h.id == w.id and h.created_at == w.created_at then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: tx lines, tx counter, the account's log. ARGV: id, line, created_at, the log
+# names' prefix. The same line held: 0. Another line held under the id: its member
+# leaves its account's log (found at its created_at score) before the new one goes in.
+IMPORT_TX = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held == ARGV[2] then return 0 end
+if held then
+  local old = cjson.decode(held)
+  local log, at = ARGV[4] .. old.account, string.format('%.17g', old.created_at)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', log, at, at)) do
+    if string.sub(m, string.find(m, ':', 1, true) + 1) == ARGV[1] then
+      redis.call('ZREM', log, m)
+    end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local n = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[3], ARGV[3], string.format('%016d', n) .. ':' .. ARGV[1])
+return 1
+"""
+
+# KEYS: payment, settled set. ARGV: id, updated_at, then the row's fields and values
+# (no updated_at; an absent field is not passed). The same fields held (usd and
+# created_at compared as numbers): 0. Else the row is replaced and the settled set
+# follows its state.
+IMPORT_PAYMENT = """
+local want, have, same = {}, {}, true
+for i = 3, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
+local held = redis.call('HGETALL', KEYS[1])
+for i = 1, #held, 2 do have[held[i]] = held[i + 1] end
+have['updated_at'] = nil
+for k, v in pairs(have) do
+  local w = want[k]
+  if k == 'usd' or k == 'created_at' then
+    if tonumber(w) ~= tonumber(v) then same = false end
+  elseif w ~= v then
+    same = false
+  end
+end
+for k, _ in pairs(want) do if have[k] == nil then same = false end end
+if same then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[2], unpack(ARGV, 3))
+if want['state'] == 'settled' then
+  redis.call('SADD', KEYS[2], ARGV[1])
+else
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
+return 1
+"""
+
+# KEYS: nonce. ARGV: expires_at (unix s), ttl_ms. A record held that expires as late or
+# later is kept (refusing the nonce longer is the safe side): 0.
+IMPORT_NONCE = """
+local held = redis.call('GET', KEYS[1])
+if held and tonumber(held) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""

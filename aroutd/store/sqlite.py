@@ -16,6 +16,9 @@
   the next number of ``api_keys.seq`` inside a ``BEGIN IMMEDIATE`` transaction, so the
   numbers are committed in order by every process sharing the file, and other instances
   find the change with one indexed query (:meth:`SqliteStore.key_changes`).
+- :meth:`SqliteStore.export` reads the whole state for ``aroutd state migrate`` on a
+  connection of its own, in one read transaction: a snapshot (WAL), consistent while a
+  daemon keeps writing, and never blocking its writes.
 
 A database that cannot be opened is a ConfigError (startup fails, naming the file); an
 error while serving is 503 ``state store unavailable``, the cause kept in the traceback.
@@ -28,7 +31,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,8 +40,10 @@ from aroutd.errors import ConfigError, ServiceUnavailable
 from aroutd.keytable.table import KeyEntry
 from aroutd.store.base import (
     KeyChange,
+    NonceRecord,
     Payment,
     PaymentState,
+    StateRecord,
     Transaction,
     UsageRow,
     WalletAccount,
@@ -402,6 +407,26 @@ class SqliteStore:
 
         return self._run(op)
 
+    def export(self, now: datetime) -> Generator[StateRecord, None, None]:
+        """Every item of the state, from one snapshot: the keys (tombstones too) and the
+        usage rows in change order, the wallets, the transactions log in the order it
+        was written, the payments, and the nonces not expired at ``now``.
+
+        A connection of its own, so writes by this store or any other process go on
+        meanwhile (and are not seen); it is closed when the iterator ends or is closed.
+        """
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, timeout=_BUSY_S)
+        except sqlite3.Error as exc:
+            raise ServiceUnavailable("state store unavailable") from exc
+        try:
+            conn.execute("BEGIN")  # the first SELECT fixes the snapshot for all of them
+            yield from _export(conn, now)
+        except sqlite3.Error as exc:
+            raise ServiceUnavailable("state store unavailable") from exc
+        finally:
+            conn.close()
+
     def _write(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
         """``op`` in one ``BEGIN IMMEDIATE`` transaction: committed (and on disk) when this
         returns; rolled back when ``op`` raises, whatever it raises."""
@@ -421,6 +446,29 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _export(conn: sqlite3.Connection, now: datetime) -> Iterator[StateRecord]:
+    for row in conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY seq"):
+        yield _change(row)
+    for row in conn.execute(f"SELECT {_USAGE_COLUMNS} FROM usage ORDER BY seq"):
+        yield _usage_row(row)
+    for wallet_id, account, created in conn.execute(
+        "SELECT id, account, created_at FROM wallets ORDER BY rowid"
+    ):
+        yield WalletAccount(
+            id=wallet_id, account=account, created_at=datetime.fromtimestamp(created, UTC)
+        )
+    for row in conn.execute(f"SELECT {_TX_COLUMNS} FROM transactions ORDER BY rowid"):
+        yield _transaction(row)
+    for row in conn.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments ORDER BY id"):
+        yield _payment(row)
+    nonces = conn.execute(
+        "SELECT nonce, expires_at FROM siwx_nonces WHERE expires_at > ? ORDER BY nonce",
+        (now.timestamp(),),
+    )
+    for nonce, expires in nonces:
+        yield NonceRecord(nonce=nonce, expires_at=datetime.fromtimestamp(expires, UTC))
 
 
 def _add_row(conn: sqlite3.Connection, d: UsageRow) -> UsageRow:
