@@ -20,10 +20,14 @@ Map of this folder:
   stats.py        percentiles and median/spread of repeats (pure)
   report.py       machine, ratios, target checks, JSON, markdown table, plot
   bench_siwx.py   a separate micro-benchmark of the wallet sign-in core (python -m bench.bench_siwx)
-  compare.py      shared by the one-run comparisons: figures, ratios, interleaved repeats, report
+  compare.py      shared by the one-run comparisons: figures, ratios, interleaved repeats,
+                  budgets, the script's main and report
   bench_management.py  the management API's cost (python -m bench.bench_management)
   bench_metering.py    usage metering's cost, against aroutd before it (bench.bench_metering)
   bench_ratelimit.py   the rpm/rpd limiter's cost, limited vs plain key (bench.bench_ratelimit)
+  bench_redis.py       the Redis store vs sqlite, two instances on one port (bench.bench_redis)
+  redis_report.py      its markdown report
+  redis_server.py      a redis-server child for the benches (AOF, fsync policy a parameter)
 
 Everything runs on loopback, every run is bounded in requests and seconds, and
 every child is killed in a ``finally``.

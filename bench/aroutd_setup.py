@@ -17,6 +17,7 @@ from pathlib import Path
 
 __all__ = [
     "AroutdFiles",
+    "ConfigOptions",
     "new_api_key",
     "sha256_hex",
     "wallet_jwt",
@@ -83,10 +84,26 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigOptions:
+    """What a bench may change in the temp config (the defaults: as in ``python -m bench``)."""
+
+    admin_port: int = 0  # 0: admin_listen = "" (no admin listener)
+    reuse_port: bool = False  # [server] reuse_port: instances sharing one port
+    redis_url: str = ""  # "": [state] on sqlite; else backend = "redis" at this URL
+
+
 def write_aroutd_files(
-    directory: Path, *, port: int, upstream_port: int, api_key: str, max_connections: int
+    directory: Path,
+    *,
+    port: int,
+    upstream_port: int,
+    api_key: str,
+    max_connections: int,
+    options: ConfigOptions | None = None,
 ) -> AroutdFiles:
     """Config, key table and JWT secret for one aroutd instance in ``directory``."""
+    options = options or ConfigOptions()
     directory.mkdir(parents=True, exist_ok=True)
     public_url = f"http://127.0.0.1:{port}"
     secret = directory / "jwt.secret"
@@ -97,17 +114,31 @@ def write_aroutd_files(
     if not keys.exists():
         write_keytable(keys, api_key)
     config = directory / "aroutd.toml"
-    config.write_text(
+    config.write_text(_config_text(port, upstream_port, max_connections, options))
+    if not options.redis_url:  # the wallet's balance is in the sqlite store
+        _grant_wallet(directory / "state" / "aroutd.db")
+    return AroutdFiles(
+        config=config, keys=keys, jwt_secret=secret, public_url=public_url, api_key=api_key
+    )
+
+
+def _config_text(port: int, upstream_port: int, max_connections: int, opt: ConfigOptions) -> str:
+    admin = f"127.0.0.1:{opt.admin_port}" if opt.admin_port else ""
+    reuse = "reuse_port = true\n" if opt.reuse_port else ""
+    redis = f'backend = "redis"\nredis_url = "{opt.redis_url}"\n' if opt.redis_url else ""
+    return (
         "[server]\n"
         f'listen = ["127.0.0.1:{port}"]\n'
-        'admin_listen = ""\n'
-        f'public_url = "{public_url}"\n'
+        f'admin_listen = "{admin}"\n'
+        f'public_url = "http://127.0.0.1:{port}"\n'
         f"max_connections = {max_connections}\n"
         "idle_timeout_s = 300\n"
+        f"{reuse}"
         "\n[keys]\n"
         'file = "keys.toml"\n'
         "\n[state]\n"
         'path = "state/aroutd.db"\n'
+        f"{redis}"
         "\n[wallet]\n"
         'jwt_secret_file = "jwt.secret"\n'
         "\n[upstreams.mock]\n"
@@ -118,10 +149,6 @@ def write_aroutd_files(
         'prefix = "/v1/"\n'
         'upstream = "mock"\n'
         'provider = "openai"\n'
-    )
-    _grant_wallet(directory / "state" / "aroutd.db")
-    return AroutdFiles(
-        config=config, keys=keys, jwt_secret=secret, public_url=public_url, api_key=api_key
     )
 
 

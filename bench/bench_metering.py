@@ -69,6 +69,7 @@ from bench.procs import (
     load_note,
     other_load,
     pin_available,
+    process_cpu_ns,
     wait_http,
     wait_port,
     work_dir,
@@ -337,20 +338,6 @@ def _pin_client() -> None:
         os.sched_setaffinity(0, {USABLE_CPUS[CLIENT_CPU % len(USABLE_CPUS)]})
 
 
-def _cpu_ns(pid: int) -> tuple[int, int]:
-    """CPU time of a process: (ns on CPU of its live threads, from schedstat; utime + stime
-    in ns, at clock-tick resolution, which also counts threads that have exited)."""
-    on_cpu = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            on_cpu += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(stat[11]) + int(stat[12])
-    return on_cpu, ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-
-
 def run_sse(
     target: Target,
     path: str,
@@ -366,7 +353,7 @@ def run_sse(
     argv += ["--seconds", str(seconds)] + (["--delays"] if delays else [])
     for header in target.headers:
         argv += ["--header", header]
-    before = _cpu_ns(measure_pid) if measure_pid else (0, 0)
+    before = process_cpu_ns(measure_pid) if measure_pid else (0, 0)
     try:
         done = subprocess.run(
             argv,
@@ -380,7 +367,7 @@ def run_sse(
         )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"the SSE client did not finish in {seconds + MARGIN_S:.0f} s") from None
-    after = _cpu_ns(measure_pid) if measure_pid else (0, 0)
+    after = process_cpu_ns(measure_pid) if measure_pid else (0, 0)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"SSE client exited {done.returncode}: {done.stderr[-1500:]}")

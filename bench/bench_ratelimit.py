@@ -29,9 +29,6 @@ result, not a failure). Output: the markdown report on stdout, and
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import datetime as dt
 import http.client
 import sys
 import time
@@ -43,26 +40,26 @@ from bench import drivers
 from bench.aroutd_setup import new_api_key, sha256_hex
 from bench.compare import (
     Condition,
-    envelope,
+    budget,
+    budget_lines,
     figure,
     header_lines,
     interleaved,
+    latency_lines,
     latency_run,
     notes_lines,
-    pin_this_process,
     ratio_figure,
     run_ok,
+    script_main,
     summarize_latency,
-    write_report,
+    yes,
 )
-from bench.procs import Children, cpu_counters, load_note, other_load, work_dir
-from bench.settings import REPO_ROOT
+from bench.procs import Children, cpu_counters, other_load
 from bench.targets import Target, start_aroutd, start_fixed_upstream, start_relay
 from bench.upstream import REQUEST_BODY
 
 __all__ = ["main"]
 
-OUT_DIR = REPO_ROOT / "bench" / "out"
 RPM_LIMIT = 1_000_000_000
 RPD_LIMIT = 1_000_000_000_000
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
@@ -242,24 +239,11 @@ def summarize(raw: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
     p50 = latency["ratios"]["limited/plain"]["p50"]
     rate = throughput["ratios"]["limited/plain"]
-    budget = [
-        _budget("added p50 at c=1, limited / plain", p50, "<=", ADDED_P50_BUDGET),
-        _budget("req/s at c=16, limited / plain", rate, ">=", RPS_BUDGET),
+    budgets = [
+        budget("added p50 at c=1, limited / plain", p50, "<=", ADDED_P50_BUDGET),
+        budget("req/s at c=16, limited / plain", rate, ">=", RPS_BUDGET),
     ]
-    return {"latency": latency, "throughput": throughput, "budget": budget}
-
-
-def _budget(what: str, fig: dict[str, Any], op: str, limit: float) -> dict[str, Any]:
-    value = float(fig["median"])
-    met = value <= limit if op == "<=" else value >= limit  # NaN: not met
-    return {
-        "figure": what,
-        "median": value,
-        "text": fig["text"],
-        "op": op,
-        "limit": limit,
-        "met": met,
-    }
+    return {"latency": latency, "throughput": throughput, "budget": budgets}
 
 
 def checks(
@@ -294,25 +278,9 @@ def checks(
 # --- the report ---------------------------------------------------------------------------
 
 
-def _yes(ok: bool) -> str:
-    return "yes" if ok else "**NO**"
-
-
 def _latency_lines(lat: dict[str, Any], m: dict[str, Any]) -> list[str]:
-    lines = [
-        f"## 1. Latency at c=1 ({m['latency_n']} requests per run)",
-        "",
-        "| target | p50 µs | p99 µs | added p50 µs | added p99 µs |",
-        "|---|---|---|---|---|",
-    ]
-    for k in LATENCY:
-        cells = [lat["latency_us"][k][q]["text"] for q in ("p50", "p99")]
-        add = lat["added_us"].get(k)
-        cells += [add[q]["text"] for q in ("p50", "p99")] if add else ["", ""]
-        lines.append(f"| {LABELS[k]} | " + " | ".join(cells) + " |")
-    lines += ["", "| ratio of added latency | p50 | p99 |", "|---|---|---|"]
-    for key, q in lat["ratios"].items():
-        lines.append(f"| {key} | {q['p50']['text']} | {q['p99']['text']} |")
+    lines = [f"## 1. Latency at c=1 ({m['latency_n']} requests per run)", ""]
+    lines += latency_lines(lat, LATENCY, LABELS)
     diff = lat["limited_minus_plain_p50_us"]["text"]
     return [*lines, "", f"Added p50, limited minus plain: {diff} µs.", ""]
 
@@ -337,12 +305,8 @@ def _check_lines(r: dict[str, Any]) -> list[str]:
     lines = [
         "## 3. The issue's budget: rate limiting within 5%",
         "",
-        "| figure | median (min–max) | limit | met |",
-        "|---|---|---|---|",
+        *budget_lines(r["budget"]),
     ]
-    for b in r["budget"]:
-        op = "≤" if b["op"] == "<=" else "≥"
-        lines.append(f"| {b['figure']} | {b['text']} | {op} {b['limit']} | {_yes(b['met'])} |")
     before, after = (p["headers"] for p in c["probes"]["limited"])
     a = c["answers"]
     return [
@@ -350,9 +314,9 @@ def _check_lines(r: dict[str, Any]) -> list[str]:
         "",
         f"Checks: `limited` answered 200 with `X-RateLimit-Limit: {before['x-ratelimit-limit']}`"
         f" (Remaining {before['x-ratelimit-remaining']} before the runs, "
-        f"{after['x-ratelimit-remaining']} after): {_yes(c['limited_headers_ok'])}; `plain` "
-        f"answered 200 without X-RateLimit-*: {_yes(c['plain_headers_ok'])}. Every answer "
-        f"of the runs 200, no 429: {_yes(c['runs_ok'])} (limited: {a['limited']['c1']:,} at "
+        f"{after['x-ratelimit-remaining']} after): {yes(c['limited_headers_ok'])}; `plain` "
+        f"answered 200 without X-RateLimit-*: {yes(c['plain_headers_ok'])}. Every answer "
+        f"of the runs 200, no 429: {yes(c['runs_ok'])} (limited: {a['limited']['c1']:,} at "
         f"c=1, {a['limited']['c1_non_200']} not 200; {a['limited']['c16']:,} at c=16, "
         f"{a['limited']['c16_failed']} failed or >= 400). Runs: {r['seconds']} s; other "
         f"processes: {load['other_pct']}% of the cores, stolen {load['steal_pct']}%.",
@@ -372,34 +336,17 @@ def render(data: dict[str, Any]) -> str:
 # --- entry point --------------------------------------------------------------------------
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.bench_ratelimit", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--quick", action="store_true", help="fewer requests (~40 s)")
-    parser.add_argument("--repeats", type=int, help="override the mode's repeat count")
-    parser.add_argument("--out", type=Path, help="report directory")
-    parser.add_argument("--keep", action="store_true", help="keep the temp work dir")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    mode = MODES["quick" if args.quick else "full"]
-    if args.repeats:
-        mode = dataclasses.replace(mode, repeats=args.repeats)
-    started, counters = dt.datetime.now(dt.UTC), cpu_counters()
-    notes = pin_this_process(args.no_pin)
-    with work_dir("aroutd-bench-ratelimit-", args.keep, notes) as work:
-        results = run(mode, work, notes)
-    notes.append(load_note(counters))
-    command = ["python -m bench.bench_ratelimit", *(sys.argv[1:] if argv is None else argv)]
-    data = envelope(
-        command=" ".join(command), started=started, mode=mode, results=results, notes=notes
+    data = script_main(
+        argv,
+        slug="ratelimit",
+        doc=__doc__,
+        modes=MODES,
+        run=run,
+        render=render,
+        quick_help="fewer requests (~40 s)",
     )
-    write_report(data, args.out or OUT_DIR / f"ratelimit-{started:%Y%m%d-%H%M%S}", render(data))
-    return 0 if results["checks"]["all_ok"] else 1
+    return 0 if data["results"]["checks"]["all_ok"] else 1
 
 
 if __name__ == "__main__":

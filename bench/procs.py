@@ -31,8 +31,10 @@ __all__ = [
     "http_get_status",
     "other_load",
     "pin_available",
+    "process_cpu_ns",
     "raise_nofile",
     "rss_kib",
+    "tree_cpu_s",
     "tree_pids",
     "wait_http",
     "wait_port",
@@ -225,6 +227,29 @@ def tree_pids(root: int) -> list[int]:
         found.append(pid)
         todo.extend(children.get(pid, []))
     return found
+
+
+def process_cpu_ns(pid: int) -> tuple[int, int]:
+    """CPU time of a process: (ns on CPU of its live threads, from schedstat; utime + stime
+    in ns, at clock-tick resolution, which also counts threads that have exited)."""
+    on_cpu = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            on_cpu += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(stat[11]) + int(stat[12])
+    return on_cpu, ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(root: int) -> float:
+    """utime + stime in seconds of ``root`` and its live descendants (gone ones: 0)."""
+    total = 0
+    for pid in tree_pids(root):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += process_cpu_ns(pid)[1]
+    return total / 1e9
 
 
 def rss_kib(root: int, *, tree: bool = False, field_name: str = "VmRSS") -> int:

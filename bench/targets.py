@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import nginx
-from bench.aroutd_setup import AroutdFiles, write_aroutd_files
+from bench.aroutd_setup import AroutdFiles, ConfigOptions, write_aroutd_files
 from bench.procs import Child, Children, free_port, wait_http, wait_port
 from bench.settings import REPO_ROOT, SERVER_CPU, UPSTREAM_CPU
 from bench.upstream import FIXED_BODY
@@ -129,20 +129,28 @@ def start_aroutd(
     max_connections: int = 12_000,
     ready_timeout_s: float = 30.0,
     cpu: int | None = SERVER_CPU,
+    port: int | None = None,
+    options: ConfigOptions | None = None,
 ) -> tuple[Target, AroutdFiles, float, Child]:
     """aroutd on a temp config (see aroutd_setup); returns the target, its files,
-    the seconds from spawn until GET /healthz answered 200, and the child."""
-    port = free_port()
+    the seconds from spawn until GET /healthz answered 200, and the child.
+
+    ``port``: a given API port (instances with ``options.reuse_port`` share one); else a
+    free one. With ``options.admin_port`` readiness is asked there: on a shared port
+    another instance may answer."""
+    port = port or free_port()
     files = write_aroutd_files(
         directory,
         port=port,
         upstream_port=upstream.port,
         api_key=api_key,
         max_connections=max_connections,
+        options=options,
     )
     argv = ["-m", "aroutd", "serve", "--config", str(files.config)]
-    child = _python(children, f"aroutd-{port}", argv, cpu)
-    startup_s = wait_http(child, port, "/healthz", ready_timeout_s)
+    child = _python(children, f"aroutd-{directory.name}-{port}", argv, cpu)
+    ready_port = options.admin_port if options and options.admin_port else port
+    startup_s = wait_http(child, ready_port, "/healthz", ready_timeout_s)
     target = Target(
         name="aroutd",
         port=port,
