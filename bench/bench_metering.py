@@ -538,12 +538,12 @@ def read_access_log(log: Path) -> dict[str, Any]:
 
 # The calls a timed "on" daemon wraps: (module, owner attribute or None, name, label).
 TIMED_CALLS = (
-    ("aroutd.shell.handler", None, "ask_for_usage", "ask_for_usage (request body)"),
+    ("aroutd.shell.forward", None, "ask_for_usage", "ask_for_usage (request body)"),
     ("aroutd.shell.handler", None, "check_spend", "check_spend"),
     ("aroutd.shell.metering", "Metering", "start", "Metering.start (answer head)"),
     ("aroutd.shell.metering", "Metering", "feed", "Metering.feed (each body chunk)"),
     ("aroutd.shell.metering", "Metering", "flush", "Metering.flush"),
-    ("aroutd.shell.handler", None, "account", "account (after the answer)"),
+    ("aroutd.shell.forward", None, "account", "account (after the answer)"),
     ("aroutd.usage.book", "UsageBook", "add", "UsageBook.add (within account)"),
 )
 
