@@ -72,8 +72,11 @@ class Limiter:
         t = to_ticks(now)
         self._operation(t)
         steps = self._steps(checks, t)
-        worst = max(steps, key=lambda s: s.wait_ticks, default=None)
-        if worst is not None and worst.wait_ticks > 0:
+        worst = None  # the longest wait; the first such step on a tie, as max() would
+        for step in steps:
+            if step.wait_ticks > 0 and (worst is None or step.wait_ticks > worst.wait_ticks):
+                worst = step
+        if worst is not None:
             return Refused(
                 reason=worst.reason,
                 subject=worst.subject,
@@ -108,7 +111,7 @@ class Limiter:
         )
 
     def _steps(self, checks: Sequence[tuple[Subject, Limits]], t: int) -> list[Step]:
-        if len({subject for subject, _ in checks}) != len(checks):
+        if len(checks) > 1 and len({subject for subject, _ in checks}) != len(checks):
             raise ValueError("a subject is checked twice in one request")
         steps: list[Step] = []
         for subject, limits in checks:
@@ -130,7 +133,9 @@ class Limiter:
 
     def _operation(self, t: int) -> None:
         self._ops += 1
-        if self._ops >= self._sweep_at_ops or self.resident >= self._sweep_at_size:
+        if self._ops >= self._sweep_at_ops or (
+            len(self._tat) + len(self._days) + len(self._tokens) >= self._sweep_at_size
+        ):
             self._sweep(t)
 
     def _sweep(self, t: int) -> int:
