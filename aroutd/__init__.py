@@ -3,8 +3,8 @@
 The folders say which code may do I/O (tests/test_architecture.py checks it):
 the pure core at the package root and in its capability subpackages takes
 values (file contents, ``now``) and returns values or raises our errors;
-``shell/`` holds every socket, file, clock, signal and thread; ``mock/`` is the
-bundled fake upstream, which the shell never imports.
+``shell/`` holds every socket, file, clock, signal and thread; ``mock/`` holds the
+bundled fakes (upstream, x402 facilitator), which the shell never imports.
 
 Pure core, at the root:
     errors        the one exception tree (status, type, public message)
@@ -71,8 +71,9 @@ Trio shell (shell/):
     daemon        listeners, nurseries, SIGHUP/SIGTERM, sd_notify (sdnotify)
     admin         the admin listener: GET /healthz and GET /metrics
 
-The mock upstream (mock/): router, providers, gemini, responses (its pure answers),
-server (hypercorn).
+The mocks (mock/): the upstream's router, providers, gemini, responses (its pure
+answers) and server (hypercorn); facilitator (a fake x402 facilitator, stdlib http.server);
+x402_walkthrough (scripts/x402-demo: a throwaway wallet pays the mock, step by step).
 Entry points: cli (the command line), demo (the quick start), __main__.
 """
 

@@ -1,6 +1,6 @@
 """The command line (SPEC §1): serve, check, keys new|hash|list|disable|enable|delete, demo,
-mock-upstream, state migrate (sqlite to Redis, §14); and wallets credit|show (wallet
-balances, README).
+mock-upstream, state migrate (sqlite to Redis, §14); wallets credit|show (wallet balances,
+README); and mock-facilitator (a fake x402 facilitator, for scripts/x402-demo and tests).
 
 Exit codes: 0 success, 1 invalid config / key table or startup failure, 2 usage.
 """
@@ -121,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--listen", default="127.0.0.1:9999")
     mock.add_argument("--delay-ms", type=float, default=0.0)
     mock.add_argument("--event-delay-ms", type=float, default=0.0)
+
+    fac = sub.add_parser("mock-facilitator", help="a fake x402 facilitator (never on a chain)")
+    fac.add_argument(
+        "--listen",
+        type=_address,
+        default="127.0.0.1:9998",
+        metavar="HOST:PORT",
+        help="default 127.0.0.1:9998; port 0 picks a free one",
+    )
     return p
 
 
@@ -236,4 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         mock_args = ["--listen", args.listen, "--delay-ms", str(args.delay_ms)]
         mock_args += ["--event-delay-ms", str(args.event_delay_ms)]
         return mock_main(mock_args)
+    if args.command == "mock-facilitator":
+        from aroutd.mock.facilitator import main as facilitator_main
+
+        return facilitator_main(*args.listen)
     return 2
