@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -346,3 +347,101 @@ def _jwt(cfg: Path, account: str) -> str:
     tokens = wallet_tokens(load_config(cfg))
     assert tokens is not None
     return tokens.issue(account, datetime.now(UTC))
+
+
+def _access_line(d: Daemon, request_id: str) -> dict[str, Any]:
+    """The access log line of one request (waits, bounded, for it to be written)."""
+    line = d.proc.wait_for(f'"request_id":"{request_id}"', timeout=5)
+    data: dict[str, Any] = json.loads(line)
+    return data
+
+
+def _balance_of(d: Daemon, account: str, monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setenv("MOCK_UPSTREAM_KEY", "x")
+    return _balance(d, _jwt(d.config, account))
+
+
+def _tampered(pay: dict[str, str], change: Any) -> dict[str, str]:
+    payload = _decode(pay["PAYMENT-SIGNATURE"])
+    change(payload)
+    return {"PAYMENT-SIGNATURE": base64.b64encode(json.dumps(payload).encode()).decode()}
+
+
+def _set(path: str, value: Any) -> Any:
+    def change(payload: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = payload
+        for p in parents:
+            node = node[p]
+        node[last] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        pytest.param(
+            _set("payload.authorization.value", "999999"),
+            "invalid_exact_evm_payload_authorization_value_mismatch",
+            id="underpayment",
+        ),
+        pytest.param(
+            _set("payload.authorization.to", "0x" + "22" * 20),
+            "invalid_exact_evm_payload_recipient_mismatch",
+            id="wrong-payee",
+        ),
+        pytest.param(
+            _set("accepted.asset", "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"),
+            "No matching payment requirements",
+            id="wrong-asset",
+        ),
+        pytest.param(
+            _set("payload.authorization.validBefore", "1000"),
+            "invalid_exact_evm_payload_authorization_valid_before",
+            id="expired",
+        ),
+    ],
+)
+def test_refused_payments_credit_nothing_and_send_nothing_upstream(
+    d: Daemon,
+    fac: FakeFacilitator,
+    monkeypatch: pytest.MonkeyPatch,
+    change: Any,
+    reason: str,
+) -> None:
+    account = Account.create()
+    pay = _tampered(_pay_header(_post(d), account), change)
+    r = _post(d, **pay)
+    assert _error(r) == (402, "payment_required", "payment required")
+    assert _decode(r.headers["payment-required"])["error"] == reason
+    assert _paid_calls(fac) == []  # refused before the facilitator
+    assert _access_line(d, r.headers["x-request-id"])["ttfb_ms"] is None  # not upstream
+    assert _balance_of(d, f"eip155:84532:{account.address}", monkeypatch) == 0.0
+
+
+def test_a_concurrent_replay_settles_once(
+    d: Daemon, fac: FakeFacilitator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = Account.create()
+    pay = _pay_header(_post(d), account)
+    results: list[httpx.Response] = []
+    start = threading.Barrier(4)
+
+    def send() -> None:
+        start.wait()
+        results.append(_post(d, **pay))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results) == [200, 402, 402, 402]
+    assert fac.paths().count("/settle") == 1
+    refused = [r for r in results if r.status_code == 402]
+    for r in refused:
+        assert _access_line(d, r.headers["x-request-id"])["ttfb_ms"] is None
+    balance = _balance_of(d, f"eip155:84532:{account.address}", monkeypatch)
+    served = next(r for r in results if r.status_code == 200)
+    assert balance == pytest.approx(1.0 - _cost(served))  # credited once
