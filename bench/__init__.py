@@ -9,7 +9,7 @@ Map of this folder:
   bare_relay.py   the floor: a ~50-line trio + h11 relay that checks one key
   nginx.py        generated nginx configs: the fixed-response upstream and the `map` peer
   aroutd_setup.py aroutd's temp config, key tables (up to 1M keys), the wallet JWT
-  targets.py      start direct / relay / aroutd / peers as a set of Target values
+  targets.py      start direct / relay / aroutd / peers / the fake facilitator as Targets
   peers/          nginx map proxy, LiteLLM, hypercorn + httpx: installed on demand (--peers)
   run             shell wrapper: bench/run [flags] = python -m bench [flags]
   loadgen.py      trio + h11 load generator: latency (and timeline), SSE, idle connections
@@ -28,6 +28,8 @@ Map of this folder:
   bench_redis.py       the Redis store vs sqlite, two instances on one port (bench.bench_redis)
   redis_report.py      its markdown report
   redis_server.py      a redis-server child for the benches (AOF, fsync policy a parameter)
+  bench_x402.py        x402 payments: local checks/s, pay-and-serve round trips (bench.bench_x402)
+  x402_local.py        its local verification cases (EVM, Solana); x402_report.py: its report
 
 Everything runs on loopback, every run is bounded in requests and seconds, and
 every child is killed in a ``finally``.

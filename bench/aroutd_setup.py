@@ -91,6 +91,7 @@ class ConfigOptions:
     admin_port: int = 0  # 0: admin_listen = "" (no admin listener)
     reuse_port: bool = False  # [server] reuse_port: instances sharing one port
     redis_url: str = ""  # "": [state] on sqlite; else backend = "redis" at this URL
+    extra_toml: str = ""  # appended to the config (bench_x402: [x402] and [pricing])
 
 
 def write_aroutd_files(
@@ -149,6 +150,7 @@ def _config_text(port: int, upstream_port: int, max_connections: int, opt: Confi
         'prefix = "/v1/"\n'
         'upstream = "mock"\n'
         'provider = "openai"\n'
+        f"{opt.extra_toml}"
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "python_env",
     "start_aroutd",
     "start_fixed_upstream",
+    "start_mock_facilitator",
     "start_mock_upstream",
     "start_relay",
     "start_sse_upstream",
@@ -36,6 +37,7 @@ LABELS = {
     "nginx-proxy": "nginx map proxy",
     "asgi-proxy": "hypercorn+httpx",
     "litellm": "LiteLLM proxy",
+    "facilitator": "fake x402 facilitator",
 }
 
 
@@ -101,6 +103,17 @@ def start_mock_upstream(children: Children, *, cpu: int | None = UPSTREAM_CPU) -
     child = _python(children, "mock-upstream", args, cpu)
     wait_port(child, port, 20.0)
     return Target(name="direct", port=port, pid=child.pid, kind="aroutd mock-upstream")
+
+
+def start_mock_facilitator(children: Children, *, cpu: int | None = UPSTREAM_CPU) -> Target:
+    """The fake x402 facilitator (``aroutd mock-facilitator``): it answers at once."""
+    port = free_port()
+    args = ["-m", "aroutd", "mock-facilitator", "--listen", f"127.0.0.1:{port}"]
+    child = _python(children, "mock-facilitator", args, cpu)
+    wait_port(child, port, 20.0)
+    return Target(
+        name="facilitator", port=port, pid=child.pid, kind="aroutd mock-facilitator", path="/verify"
+    )
 
 
 def start_relay(
