@@ -186,7 +186,8 @@ async def _dispatch(
         return
     client_ip, peer_trusted = _client_address(rt, info, headers)
     rec.client = client_ip
-    payments = rt.payments if head.kind == "inference" and not head.upgrade else None
+    routed = head.kind == "inference" and head.route is not None and not head.upgrade
+    payments = rt.payments if routed else None  # SPEC §10: routed inference can be paid
     principal = _authenticate(
         rt, headers, head.target.query, client_ip, rec, head.upgrade, payable=payments is not None
     )
