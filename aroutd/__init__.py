@@ -38,8 +38,10 @@ Pure core, by capability:
                   requirements (PaymentRequired, header codec), payload (PAYMENT-SIGNATURE,
                   X-PAYMENT), evm (EIP-3009), solana (v0 transactions), check (a payment
                   checked locally), facilitator (its requests and answers), siwx_extension
-    usage/        SPEC §9: parse (usage read from answers as they stream), include_usage
-                  (asking an OpenAI stream for usage, and removing it again), cost,
+    usage/        SPEC §9: parse (usage read from answers as they stream), reports (each
+                  provider's usage object, read), include_usage (asking an OpenAI stream for
+                  usage, and removing it again), chunk_scan (when a held event cannot be
+                  that chunk), sse_skip (the whole events both skip unread), cost,
                   periods (UTC day, week, month), book (spend in memory), limits (403),
                   ledger (wallet balances and their transactions log, 402)
 

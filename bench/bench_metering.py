@@ -541,7 +541,7 @@ TIMED_CALLS = (
     ("aroutd.shell.forward", None, "ask_for_usage", "ask_for_usage (request body)"),
     ("aroutd.shell.handler", None, "check_spend", "check_spend"),
     ("aroutd.shell.metering", "Metering", "start", "Metering.start (answer head)"),
-    ("aroutd.shell.metering", "Metering", "feed", "Metering.feed (each body chunk)"),
+    ("aroutd.shell.metering", "Metering", "feed_batch", "Metering.feed_batch (each receive)"),
     ("aroutd.shell.metering", "Metering", "flush", "Metering.flush"),
     ("aroutd.shell.forward", None, "account", "account (after the answer)"),
     ("aroutd.usage.book", "UsageBook", "add", "UsageBook.add (within account)"),
@@ -664,12 +664,12 @@ def micro_costs(n: int = 20_000) -> dict[str, float]:
     def streamed(strip: bool) -> Any:
         metering = Metering("openai", strip=strip)
         metering.start(sse_head)
-        return lambda: metering.feed(event)
+        return lambda: metering.feed_batch([event])
 
     def json_answer() -> None:
         metering = Metering("openai")
         metering.start(json_head)
-        metering.feed(FIXED_BODY)
+        metering.feed_batch([FIXED_BODY])
         metering.usage()
 
     cases = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -532,3 +533,44 @@ def test_garbage_never_raises_and_matches_the_reference(
 @given(st.binary(max_size=300), st.lists(st.integers(min_value=0, max_value=300), max_size=8))
 def test_random_bytes_pass_unchanged(stream: bytes, cuts: list[int]) -> None:
     assert _feed_all(_split(stream, cuts)) == stream
+
+
+# -- large chunks, and what is read line by line ------------------------------------------
+
+RECORDED = (Path(__file__).parent / "fixtures" / "usage" / "openai_chat_stream.sse").read_bytes()
+# the bench's content event: no "usage" in it, so it may pass unread
+PLAIN = b'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"c":"Hi"}}]}\n\n'
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([STREAM, RECORDED, PLAIN * 30, USAGE_EVENT, PLAIN[:-1], b"\n", b"\r"]),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from([b"\n", b"\n", b"\r\n", b"\r"]),
+    st.lists(st.integers(min_value=0, max_value=20_000), max_size=4),
+    st.booleans(),
+)
+def test_recorded_streams_joined_in_large_chunks_give_the_same_output(
+    parts: list[bytes], eol: bytes, cuts: list[int], small: bool
+) -> None:
+    """Recorded streams end to end, cut in a few large chunks (each starting mid-event,
+    mostly): byte for byte what the plain reference keeps, and the same chunks dropped."""
+    stream = _eol(b"".join(parts), eol)
+    limit = 300 if small else 1 << 20
+    whole, cut = UsageChunkFilter(limit), UsageChunkFilter(limit)
+    assert _feed_all(_split(stream, cuts), cut) == _reference(stream, limit)
+    assert _feed_all([stream], whole) == _reference(stream, limit)
+    assert (cut.dropped_events, cut.dropped_usage) == (whole.dropped_events, whole.dropped_usage)
+
+
+def test_a_large_chunk_starting_mid_event_passes_unread() -> None:
+    body = PLAIN * 300 + USAGE_EVENT + PLAIN * 3 + DONE
+    at, end = len(PLAIN) // 2, len(body) - 5
+    f = UsageChunkFilter()
+    assert _feed_all([body[:at], body[at:end], body[end:]], f) == PLAIN * 303 + DONE
+    assert f.dropped_usage == USAGE
+    # read: the rest of the event the first piece left open, and from the usage chunk on
+    assert f.walked_bytes == len(PLAIN) + len(USAGE_EVENT) + 3 * len(PLAIN) + len(DONE)

@@ -1,9 +1,9 @@
 """Usage metering on the relay path, and what a finished response is charged (SPEC §9).
 
-A :class:`Metering` rides along with one upstream answer: the relay hands it every
-body chunk as it passes (:meth:`Metering.feed`), which feeds the pure meter
-(:mod:`aroutd.usage.parse`) the upstream's bytes and returns the bytes to send on,
-without holding anything back. When aroutd asked an OpenAI stream for usage the
+A :class:`Metering` rides along with one upstream answer: the relay hands it the body
+chunks of each receive as they pass (:meth:`Metering.feed_batch`), which feeds the
+pure meter (:mod:`aroutd.usage.parse`) the upstream's bytes and returns the bytes to
+send on, without holding anything back. When aroutd asked an OpenAI stream for usage the
 client did not ask for, the usage-only chunk is removed on the way
 (:mod:`aroutd.usage.include_usage`). :func:`account` then prices what was reported
 (``[pricing]`` or the upstream's ``X-ARouter-Cost``), puts it in the access log and
@@ -63,10 +63,19 @@ class Metering:
         if self.strip and content_type is not None and b"text/event-stream" in content_type:
             self.chunk_filter = UsageChunkFilter()
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed_batch(self, chunks: list[bytes]) -> list[bytes]:
+        """One receive's body chunks, metered as one piece; the chunks to send on.
+
+        Unchanged without the usage-chunk filter, else its output in one chunk (the
+        same bytes either way): one call per receive, not per chunk, lets the meter and
+        the filter skip the many whole content events of a batch unread.
+        """
+        if not chunks or (self.meter is None and self.chunk_filter is None):
+            return chunks
+        joined = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if self.meter is not None:
-            self.meter.feed(chunk)
-        return chunk if self.chunk_filter is None else self.chunk_filter.feed(chunk)
+            self.meter.feed(joined)
+        return chunks if self.chunk_filter is None else [self.chunk_filter.feed(joined)]
 
     def flush(self) -> bytes:
         return b"" if self.chunk_filter is None else self.chunk_filter.flush()

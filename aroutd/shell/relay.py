@@ -110,7 +110,7 @@ async def _relay_body(
     try:
         async for chunks, ended in resp.iter_batches():
             if metering is not None:
-                chunks = [metering.feed(c) for c in chunks]
+                chunks = metering.feed_batch(chunks)
                 if ended:
                     chunks.append(metering.flush())
             events += [h11.Data(data=c) for c in chunks if c]

@@ -26,6 +26,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn
 
+from aroutd.usage.chunk_scan import ChunkScan
+from aroutd.usage.sse_skip import open_event_end
+
 __all__ = ["MAX_EVENT_BYTES", "UsageChunkFilter", "ask_for_usage"]
 
 MAX_EVENT_BYTES: Final = 1 << 20  # a longer event is passed through unfiltered, never held
@@ -158,10 +161,8 @@ def ask_for_usage(body: bytes) -> bytes | None:
 # -- the response -----------------------------------------------------------------------
 
 _EOL_RE = re.compile(rb"[\r\n]")
-_STRING_STOP_RE = re.compile(rb'["\\]')
 _EMPTY_CHOICES_RE = re.compile(rb'"choices"\s*:\s*\[\s*\]')
-_CR, _LF, _SPACE, _QUOTE, _BACKSLASH = 0x0D, 0x0A, 0x20, 0x22, 0x5C
-_JSON_WS = frozenset(b" \t\n\r")
+_CR, _LF, _SPACE = 0x0D, 0x0A, 0x20
 _DATA_COLON = b"data:"
 
 
@@ -188,78 +189,6 @@ def _usage_of(data: bytes) -> dict[str, Any] | None:
     if doc.get("choices") != [] or not isinstance(usage, dict):
         return None
     return usage
-
-
-class _Scan:
-    """Reads a growing prefix of an event's data; True once it cannot be a usage-only chunk.
-
-    Sound, never complete: it says True only when no continuation could make the data
-    pass :func:`_usage_of`: the data does not start with ``{``, or the first top-level
-    ``"choices"`` key (spelt without escapes) holds anything but an empty array (a
-    second ``choices`` would be a duplicate key, which :func:`_usage_of` refuses), or
-    the JSON it reads is broken there. So releasing an event early changes nothing but
-    when its bytes go out.
-    """
-
-    __slots__ = ("choices", "depth", "done", "escape", "expect_key", "fed", "in_string", "key")
-
-    def __init__(self) -> None:
-        self.fed = 0  # bytes of the data read so far
-        self.depth = -1  # -1: before the top-level "{"
-        self.done = False  # the top-level object closed: nothing more to learn
-        self.in_string = False
-        self.escape = False
-        self.key: bytearray | None = None  # a top-level key being read
-        self.expect_key = False
-        self.choices = 0  # after a top-level "choices" key: 1 ':' next, 2 '[' next, 3 ']' next
-
-    def feed(self, data: bytes | bytearray) -> bool:
-        self.fed += len(data)
-        i, n = 0, len(data)
-        while i < n and not self.done:
-            b = data[i]
-            i += 1
-            if self.in_string:
-                if self.escape:
-                    self.escape = False
-                elif b == _QUOTE:
-                    self.in_string = False
-                    if self.key is not None:
-                        self.choices = 1 if self.key == b"choices" else 0
-                        self.key = None
-                    continue
-                elif b == _BACKSLASH:
-                    self.escape = True
-                elif self.key is None:  # a string not a top-level key: skip to its end
-                    stop = _STRING_STOP_RE.search(data, i - 1)
-                    i = n if stop is None else stop.start()
-                    continue
-                if self.key is not None and len(self.key) <= len(b"choices"):
-                    self.key.append(b)
-                continue
-            if b in _JSON_WS:
-                continue
-            if self.depth < 0:
-                if b != ord("{"):
-                    return True
-                self.depth, self.expect_key = 1, True
-            elif self.choices:
-                wanted = b":[]"[self.choices - 1]
-                if b != wanted:
-                    return True
-                self.choices = (self.choices + 1) % 4
-            elif b == _QUOTE:
-                self.in_string = True
-                if self.depth == 1 and self.expect_key:
-                    self.key, self.expect_key = bytearray(), False
-            elif b in b"{[":
-                self.depth += 1
-            elif b in b"}]":
-                self.depth -= 1
-                self.done = self.depth == 0
-            elif b == ord(",") and self.depth == 1:
-                self.expect_key = True
-        return False
 
 
 class UsageChunkFilter:
@@ -290,6 +219,7 @@ class UsageChunkFilter:
     def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self.dropped_usage: dict[str, Any] | None = None
         self.dropped_events = 0
+        self.walked_bytes = 0  # bytes read line by line (the others passed unread)
         self._limit = max_event_bytes
         self._reset()
         self._late_lf: Literal["", "drop", "keep"] = ""  # what an LF just after a CR joins
@@ -301,34 +231,49 @@ class UsageChunkFilter:
         self._line_len = 0  # bytes of the current line so far, without its end
         self._line_start = 0  # where the current line starts in _held
         self._data = bytearray()  # while holding: the data lines read, each + LF
-        self._scan: _Scan | None = None
+        self._scan: ChunkScan | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes of the stream to send the client now (possibly none)."""
-        head = b""
-        if not (self._in_event or self._hold or self._late_lf or self._line_len) and (
-            b"\r" not in chunk
-        ):
-            # Between events: whole events at the chunk's head that are no usage chunk
-            # (its bytes say "usage") pass as they are, and the state after them is this
-            # same clean one.
-            end = chunk.rfind(b"\n\n") + 2
-            if end >= 2 and chunk.find(b"usage", 0, end) < 0:
-                if end == len(chunk):
-                    return chunk
-                head, chunk = chunk[:end], chunk[end:]
-        out = bytearray(head)
-        i, n = 0, len(chunk)
-        if n and self._late_lf:
-            if chunk[0] == _LF:  # the rest of a CRLF: it goes where the CR went
+        out: bytearray | None = None
+        start, n = 0, len(chunk)
+        if b"\r" not in chunk:  # whole events end at b"\n\n": some pass unread (sse_skip)
+            if self._in_event or self._hold or self._late_lf or self._line_len:
+                out = bytearray()
+                start = open_event_end(chunk, line_start=not (self._line_len or self._late_lf))
+                self._walk(chunk, 0, n if start < 0 else start, out)  # then between events
+            if start >= 0:  # pass the whole events before the first that may be the chunk
+                first = chunk.find(b"usage", start)
+                end = chunk.rfind(b"\n\n", start, n if first < 0 else first) + 2
+                if end > 1:
+                    if out is None:
+                        if end == n:
+                            return chunk
+                        out = bytearray()
+                    out += memoryview(chunk)[start:end]
+                    start = end
+        if out is None:
+            out = bytearray()
+        self._walk(chunk, n if start < 0 else start, n, out)
+        if self._hold:
+            self._check_held(out)
+        return bytes(out)
+
+    def _walk(self, chunk: bytes, i: int, n: int, out: bytearray) -> None:
+        """``chunk[i:n]`` line by line, whatever state the last chunk left."""
+        if i >= n:
+            return
+        self.walked_bytes += n - i
+        if self._late_lf:
+            if chunk[i] == _LF:  # the rest of a CRLF: it goes where the CR went
                 if self._late_lf == "keep":
                     (self._held if self._hold else out).append(_LF)
-                i = 1
+                i += 1
             self._late_lf = ""
         while i < n:
-            eol = _EOL_RE.search(chunk, i)
+            eol = _EOL_RE.search(chunk, i, n)
             if eol is None:
-                self._text(chunk[i:], out)
+                self._text(chunk[i:n], out)
                 break
             j = k = eol.start()
             if j > i:
@@ -344,9 +289,6 @@ class UsageChunkFilter:
             if late:
                 self._late_lf = "drop" if dropped else "keep"
             i = k
-        if self._hold:
-            self._check_held(out)
-        return bytes(out)
 
     def flush(self) -> bytes:
         """The bytes still held (an event the stream left open), as they came; resets."""
@@ -425,7 +367,7 @@ class UsageChunkFilter:
             self._release(out)
             return
         if self._scan is None:  # made only for an event still open when a chunk ends
-            self._scan = _Scan()
+            self._scan = ChunkScan()
         scan = self._scan
         # What the scan has not read of the data so far: the complete data lines, then
         # the value of the partial line once past "data:" and the space that may follow.

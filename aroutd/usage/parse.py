@@ -46,9 +46,17 @@ count is no report at all. Wrong types, deep nesting and invalid UTF-8 are not r
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Literal
+
+from aroutd.usage.reports import (
+    MAX_TOKENS,
+    AnthropicCounts,
+    Usage,
+    gemini_document,
+    openai_document,
+    parse_json,
+)
+from aroutd.usage.sse_skip import open_event_end
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -63,176 +71,7 @@ ProviderKind = Literal["openai", "anthropic", "gemini"]
 
 MAX_JSON_BYTES = 1 << 20  # a JSON body held for parsing; beyond it, no usage
 MAX_EVENT_BYTES = 1 << 20  # one SSE event's lines, held until its blank line; beyond, skipped
-MAX_TOKENS = 10**12  # a count above this is not believed
-_MAX_INT_CHARS = 19  # longer JSON integers are not parsed at all (not even into a huge int)
 _BOM = b"\xef\xbb\xbf"
-_RESPONSES_DONE = frozenset({"response.completed", "response.incomplete", "response.failed"})
-_ANTHROPIC_COUNTS = (
-    "input_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "output_tokens",
-)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Usage:
-    """Tokens an answer reports, in one shape for every provider."""
-
-    input_tokens: int = 0  # every prompt token, the cached ones included
-    output_tokens: int = 0  # every generated token, reasoning included
-    cached_input_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
-    cache_write_tokens: int = 0  # of input_tokens, written to it (Anthropic; 0 elsewhere)
-    reasoning_tokens: int = 0  # of output_tokens, spent on reasoning (thinking)
-
-    def total(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-
-def _small_int(text: str) -> int | None:
-    """JSON's parse_int: a number too long to be a count is None, never a ValueError."""
-    return int(text) if len(text) <= _MAX_INT_CHARS else None
-
-
-def _parse(data: bytes | bytearray) -> object:
-    """The JSON value of ``data``; None for anything that is not one."""
-    try:
-        return json.loads(data, parse_int=_small_int)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return None
-
-
-def _count(obj: object, *path: str) -> int | None:
-    """The count at ``path`` inside ``obj``, or None when it is missing or not a count."""
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    if type(obj) is int and 0 <= obj <= MAX_TOKENS:
-        return obj
-    return None
-
-
-def _usage(
-    *,
-    input_tokens: int | None,
-    output_tokens: int | None,
-    cached: int | None = None,
-    reasoning: int | None = None,
-) -> Usage | None:
-    counts = (input_tokens, output_tokens, cached, reasoning)
-    if all(c is None for c in counts):
-        return None
-    return Usage(
-        input_tokens=input_tokens or 0,
-        output_tokens=output_tokens or 0,
-        cached_input_tokens=cached or 0,
-        reasoning_tokens=reasoning or 0,
-    )
-
-
-def _openai_usage(usage: object) -> Usage | None:
-    """A chat completions / embeddings ``usage``, or a Responses API one."""
-    if not isinstance(usage, dict):
-        return None
-    prompt, completion = _count(usage, "prompt_tokens"), _count(usage, "completion_tokens")
-    if prompt is not None or completion is not None:
-        return _usage(
-            input_tokens=prompt,
-            output_tokens=completion,
-            cached=_count(usage, "prompt_tokens_details", "cached_tokens"),
-            reasoning=_count(usage, "completion_tokens_details", "reasoning_tokens"),
-        )
-    return _usage(
-        input_tokens=_count(usage, "input_tokens"),
-        output_tokens=_count(usage, "output_tokens"),
-        cached=_count(usage, "input_tokens_details", "cached_tokens"),
-        reasoning=_count(usage, "output_tokens_details", "reasoning_tokens"),
-    )
-
-
-def _openai_document(doc: object) -> Usage | None:
-    if not isinstance(doc, dict):
-        return None
-    found = _openai_usage(doc.get("usage"))
-    kind = doc.get("type")
-    if found is None and isinstance(kind, str) and kind in _RESPONSES_DONE:
-        response = doc.get("response")
-        if isinstance(response, dict):
-            found = _openai_usage(response.get("usage"))
-    return found
-
-
-def _gemini_usage(meta: object) -> Usage | None:
-    """A Gemini ``usageMetadata``."""
-    candidates = _count(meta, "candidatesTokenCount")
-    thoughts = _count(meta, "thoughtsTokenCount")
-    output = (
-        None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
-    )
-    return _usage(
-        input_tokens=_count(meta, "promptTokenCount"),
-        output_tokens=output,
-        cached=_count(meta, "cachedContentTokenCount"),
-        reasoning=thoughts,
-    )
-
-
-def _gemini_document(doc: object) -> Usage | None:
-    """A GenerateContentResponse, or a JSON array of them (the last one with usage)."""
-    if isinstance(doc, list):
-        for item in reversed(doc):
-            found = _gemini_document(item) if isinstance(item, dict) else None
-            if found is not None:
-                return found
-        return None
-    if not isinstance(doc, dict):
-        return None
-    return _gemini_usage(doc.get("usageMetadata"))
-
-
-class _AnthropicCounts:
-    """Anthropic's counts as the stream reports them, each replaced by its latest value."""
-
-    __slots__ = ("counts",)
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def take(self, usage: object) -> None:
-        for name in _ANTHROPIC_COUNTS:
-            value = _count(usage, name)
-            if value is not None:
-                self.counts[name] = value
-        thinking = _count(usage, "output_tokens_details", "thinking_tokens")
-        if thinking is not None:
-            self.counts["thinking_tokens"] = thinking
-
-    def take_document(self, doc: object) -> None:
-        if not isinstance(doc, dict):
-            return
-        kind = doc.get("type")
-        if kind == "message_start":
-            message = doc.get("message")
-            usage = message.get("usage") if isinstance(message, dict) else None
-            if isinstance(usage, dict):
-                self.counts.clear()  # a message starts: its usage is the whole record
-                self.take(usage)
-        else:  # message_delta, or a whole message (JSON)
-            self.take(doc.get("usage"))
-
-    def usage(self) -> Usage | None:
-        c = self.counts
-        if not c:
-            return None
-        read, created = c.get("cache_read_input_tokens", 0), c.get("cache_creation_input_tokens", 0)
-        return Usage(
-            input_tokens=c.get("input_tokens", 0) + read + created,
-            output_tokens=c.get("output_tokens", 0),
-            cached_input_tokens=read,
-            cache_write_tokens=created,
-            reasoning_tokens=c.get("thinking_tokens", 0),
-        )
 
 
 def _is_event_stream(content_type: bytes | None) -> bool:
@@ -245,7 +84,8 @@ class UsageMeter:
     """Fed the response body as it streams; never holds on to more than a bounded tail.
 
     ``parsed_events`` counts the JSON parses done (SSE events that could hold usage, or
-    the JSON body's one parse), so tests can see that content events are not parsed.
+    the JSON body's one parse), so tests can see that content events are not parsed;
+    ``walked_bytes`` the SSE bytes read line by line (the others were skipped unread).
     """
 
     __slots__ = (
@@ -269,6 +109,7 @@ class UsageMeter:
         "_sse",
         "_stale",
         "parsed_events",
+        "walked_bytes",
     )
 
     def __init__(
@@ -285,9 +126,10 @@ class UsageMeter:
         self._max_event = max_event_bytes
         self._needle = b"usageMetadata" if provider_kind == "gemini" else b"usage"
         self._nulls = (b'"' + self._needle + b'":null', b'"' + self._needle + b'": null')
-        self._anthropic = _AnthropicCounts()
+        self._anthropic = AnthropicCounts()
         self._last: Usage | None = None  # OpenAI and Gemini: the latest report
         self.parsed_events = 0
+        self.walked_bytes = 0
         # JSON: the body so far, until it outgrows max_json_bytes
         self._body = bytearray()
         self._gave_up = False
@@ -318,9 +160,9 @@ class UsageMeter:
         if self._stale:
             self._stale = False
             self.parsed_events += 1
-            doc = _parse(self._body)
+            doc = parse_json(self._body)
             if self._kind == "anthropic":
-                counts = _AnthropicCounts()
+                counts = AnthropicCounts()
                 counts.take_document(doc)
                 self._cached = counts.usage()
             else:
@@ -329,8 +171,8 @@ class UsageMeter:
 
     def _document_usage(self, doc: object) -> Usage | None:
         if self._kind == "gemini":
-            return _gemini_document(doc)
-        return _openai_document(doc)
+            return gemini_document(doc)
+        return openai_document(doc)
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -350,20 +192,35 @@ class UsageMeter:
                 self._stale = True
 
     def _feed_sse(self, chunk: bytes) -> None:
-        if (
-            not self._partial
-            and not self._data
-            and not self._event_bytes
-            and not (self._skip_lf or self._bom_pending or self._event_dropped)
-            and b"\r" not in chunk
-        ):
-            # Between events: the whole events at the chunk's head that cannot carry usage
-            # need no reading (the state after them is this same clean one).
-            end = chunk.rfind(b"\n\n") + 2
-            if end >= 2 and chunk.find(self._needle, 0, end) < 0:
-                chunk = chunk[end:]
-                if not chunk:
-                    return
+        start = 0
+        if b"\r" not in chunk:  # whole events end at b"\n\n": some need no reading (sse_skip)
+            if not self._between_events():
+                line_start = not (self._partial or self._line_dropped or self._skip_lf)
+                start = open_event_end(chunk, line_start=line_start)
+                self._read(chunk if start < 0 else chunk[:start])  # then between events
+            if start >= 0:  # skip the whole events before the first that may hold usage
+                first = chunk.find(self._needle, start)
+                end = chunk.rfind(b"\n\n", start, len(chunk) if first < 0 else first)
+                if end >= 0:
+                    start = end + 2
+        if 0 <= start < len(chunk):
+            self._read(chunk[start:] if start else chunk)
+
+    def _between_events(self) -> bool:
+        """Nothing open (no line, event, CR, BOM): as after a blank line, or at the start."""
+        return not (
+            self._partial
+            or self._data
+            or self._event_bytes
+            or self._line_dropped
+            or self._skip_lf
+            or self._bom_pending
+            or self._event_dropped
+        )
+
+    def _read(self, chunk: bytes) -> None:
+        """Line by line, whatever state the last chunk left (chunk is not empty)."""
+        self.walked_bytes += len(chunk)
         if self._skip_lf:
             self._skip_lf = False
             if chunk.startswith(b"\n"):
@@ -444,7 +301,7 @@ class UsageMeter:
         if n == 0 or (n == 1 and (self._nulls[0] in payload or self._nulls[1] in payload)):
             return
         self.parsed_events += 1
-        doc = _parse(payload)
+        doc = parse_json(payload)
         if self._kind == "anthropic":
             self._anthropic.take_document(doc)
             return
