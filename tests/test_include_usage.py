@@ -574,3 +574,12 @@ def test_a_large_chunk_starting_mid_event_passes_unread() -> None:
     assert f.dropped_usage == USAGE
     # read: the rest of the event the first piece left open, and from the usage chunk on
     assert f.walked_bytes == len(PLAIN) + len(USAGE_EVENT) + 3 * len(PLAIN) + len(DONE)
+
+
+def test_content_chunks_saying_usage_null_pass_unread() -> None:
+    null = b'data: {"choices":[{"delta":{"content":"x"}}],"usage":null}\n\n'
+    body = null * 200 + USAGE_EVENT + null + DONE
+    f = UsageChunkFilter()
+    assert _feed_all([body], f) == null * 201 + DONE
+    assert f.dropped_usage == USAGE
+    assert f.walked_bytes == len(USAGE_EVENT) + len(null) + len(DONE)

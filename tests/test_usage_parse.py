@@ -804,3 +804,18 @@ def test_a_line_dropped_at_a_chunk_end_leaves_its_event_open() -> None:
     chunks = [b"\n\n", b"X" * 100, b"\n\ndata: " + D, b"\n\n"]
     assert metered("openai", [b"".join(chunks)], max_event_bytes=80) == U1_USAGE
     assert metered("openai", chunks, max_event_bytes=80) == U1_USAGE
+
+
+def test_content_events_saying_usage_null_are_skipped_unread() -> None:
+    """An OpenAI stream that asked for usage says "usage":null in every content chunk:
+    such events carry no usage and need no reading (sse_skip.first_live)."""
+    null = sse({"choices": [{"delta": {"content": "x"}}], "usage": None})
+    spaced = null.replace(b'"usage":null', b'"usage": null')
+    quoted = sse({"choices": [{"delta": {"content": '"usage":null'}}], "usage": None})
+    usage = sse({"choices": [], "usage": {"prompt_tokens": 4}})
+    body = (null + spaced) * 100 + quoted + usage
+    meter = _meter("openai", [body], 1 << 20)
+    assert meter.usage() == Usage(input_tokens=4)
+    # read: the stream's first event (a BOM may open a stream), then only from the event
+    # whose text quotes the key (escaped, so not the key: it is read) on
+    assert meter.walked_bytes == len(null) + len(quoted) + len(usage)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn
 
 from aroutd.usage.chunk_scan import ChunkScan
-from aroutd.usage.sse_skip import open_event_end
+from aroutd.usage.sse_skip import first_live, open_event_end
 
 __all__ = ["MAX_EVENT_BYTES", "UsageChunkFilter", "ask_for_usage"]
 
@@ -243,7 +243,7 @@ class UsageChunkFilter:
                 start = open_event_end(chunk, line_start=not (self._line_len or self._late_lf))
                 self._walk(chunk, 0, n if start < 0 else start, out)  # then between events
             if start >= 0:  # pass the whole events before the first that may be the chunk
-                first = chunk.find(b"usage", start)
+                first = first_live(chunk, b"usage", start)
                 end = chunk.rfind(b"\n\n", start, n if first < 0 else first) + 2
                 if end > 1:
                     if out is None:

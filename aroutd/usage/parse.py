@@ -56,7 +56,7 @@ from aroutd.usage.reports import (
     openai_document,
     parse_json,
 )
-from aroutd.usage.sse_skip import open_event_end
+from aroutd.usage.sse_skip import first_live, open_event_end
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -199,7 +199,7 @@ class UsageMeter:
                 start = open_event_end(chunk, line_start=line_start)
                 self._read(chunk if start < 0 else chunk[:start])  # then between events
             if start >= 0:  # skip the whole events before the first that may hold usage
-                first = chunk.find(self._needle, start)
+                first = first_live(chunk, self._needle, start)
                 end = chunk.rfind(b"\n\n", start, len(chunk) if first < 0 else first)
                 if end >= 0:
                     start = end + 2

@@ -18,7 +18,26 @@ ignores their bytes, the filter passes them on as they are), and the rest is rea
 
 from __future__ import annotations
 
-__all__ = ["open_event_end"]
+__all__ = ["first_live", "open_event_end"]
+
+
+def first_live(chunk: bytes, needle: bytes, start: int) -> int:
+    """The first ``needle`` at or after ``start`` that may carry usage; -1 when none.
+
+    A needle that is the key of a JSON ``"needle":null`` (or ``": null``) carries none:
+    an OpenAI stream that asked for usage says ``"usage":null`` in every content chunk,
+    and such an event is neither usage nor the usage-only chunk, so it is skipped like
+    one without the needle. Inside a JSON string the quotes are escaped (``\\"``), so
+    the text of a message can never look like that key.
+    """
+    i = chunk.find(needle, start)
+    while i >= 1 and chunk[i - 1] == 0x22 and _null_follows(chunk, i + len(needle)):
+        i = chunk.find(needle, i + len(needle))
+    return i
+
+
+def _null_follows(chunk: bytes, j: int) -> bool:
+    return chunk.startswith(b'":null', j) or chunk.startswith(b'": null', j)
 
 
 def open_event_end(chunk: bytes, *, line_start: bool) -> int:
