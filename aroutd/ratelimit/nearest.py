@@ -13,7 +13,6 @@ such headers. Pure functions; the shell formats the integers.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 
 from aroutd.ratelimit.values import Decision, Window
 
@@ -32,7 +31,7 @@ def nearest(windows: Iterable[Window | None], *, admitted: bool) -> Window | Non
     )
     if chosen is None or admitted:
         return chosen
-    return replace(chosen, remaining=0)
+    return chosen._replace(remaining=0)
 
 
 def header_values(decision: Decision) -> tuple[int, int, int] | None:

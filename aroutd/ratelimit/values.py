@@ -11,7 +11,7 @@ before and after. A limit is a positive integer, or None for none.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = ["Admitted", "Decision", "Limits", "Reason", "Refused", "Step", "Subject", "Window"]
 
@@ -34,9 +34,9 @@ class Limits:
                 raise ValueError(f"{name} limit must be a positive integer, not {value!r}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Window:
-    """What ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (Unix seconds) say."""
+class Window(NamedTuple):
+    """What ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (Unix seconds) say (a
+    tuple, like :class:`Step`: several are made for every request)."""
 
     limit: int
     remaining: int
@@ -63,9 +63,9 @@ class Refused:
 Decision = Admitted | Refused
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Step:
-    """One limit of one subject, checked and not committed."""
+class Step(NamedTuple):
+    """One limit of one subject, checked and not committed (a tuple: it is made for every
+    limit of every request, and a frozen dataclass costs several times more to build)."""
 
     reason: Reason
     subject: Subject
