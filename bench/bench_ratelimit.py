@@ -54,7 +54,7 @@ from bench.compare import (
     summarize_latency,
     yes,
 )
-from bench.procs import Children, cpu_counters, other_load
+from bench.procs import Children, cpu_counters, other_load, process_cpu_ns
 from bench.targets import Target, start_aroutd, start_fixed_upstream, start_relay
 from bench.upstream import REQUEST_BODY
 
@@ -65,6 +65,7 @@ RPD_LIMIT = 1_000_000_000_000
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 LATENCY = ("direct", "relay", "plain", "limited")
 RPS = ("relay", "plain", "limited")
+CPU = ("plain", "limited")  # the req/s runs whose server CPU per request is recorded
 PAIRS = (("limited", "plain"), ("limited", "relay"), ("plain", "relay"))
 LABELS = {
     "direct": "upstream direct",
@@ -170,18 +171,27 @@ def conditions(upstream: Target, relay: Target, aroutd: Target, limited_key: str
     ]
 
 
-def measure(mode: Mode, run: Run, *, seconds: int | None = None) -> dict[str, Any]:
+def measure(
+    mode: Mode, run: Run, *, seconds: int | None = None, pid: int | None = None
+) -> dict[str, Any]:
+    """One run; a req/s run of aroutd (``pid``) also records the server's CPU time per
+    request (schedstat, all its threads): a figure client-side noise does not reach."""
     if not run.rps:
         return latency_run(
             run, n=mode.latency_n, warmup=mode.latency_warmup, seconds=mode.latency_seconds
         )
-    return drivers.run_throughput(
+    before = process_cpu_ns(pid)[0] if pid is not None else 0
+    result = drivers.run_throughput(
         run.target,
         concurrency=mode.rps_concurrency,
         seconds=seconds or mode.rps_seconds,
         max_requests=mode.rps_max_requests,
         headers=run.headers,
     )
+    if pid is not None and result["requests"]:
+        spent_ns = process_cpu_ns(pid)[0] - before
+        result["server_cpu_us_per_request"] = spent_ns / 1000 / result["requests"]
+    return result
 
 
 def run(mode: Mode, work: Path, notes: list[str]) -> dict[str, Any]:
@@ -195,7 +205,7 @@ def run(mode: Mode, work: Path, notes: list[str]) -> dict[str, Any]:
             notes.append("nginx absent: the fixed upstream is the trio one (may bottleneck)")
         relay = start_relay(children, upstream, plain_key)
         write_keys(work / "aroutd", plain_key, limited_key)
-        aroutd, _files, startup_s, _child = start_aroutd(
+        aroutd, _files, startup_s, child = start_aroutd(
             children, work / "aroutd", upstream, plain_key
         )
         notes.append(f"aroutd started in {startup_s:.2f} s")
@@ -206,7 +216,11 @@ def run(mode: Mode, work: Path, notes: list[str]) -> dict[str, Any]:
             if r.rps:
                 measure(mode, r, seconds=1)
         started, before = time.monotonic(), cpu_counters()
-        raw = interleaved(runs, mode.repeats, lambda r: measure(mode, r))
+
+        def one(r: Run) -> dict[str, Any]:
+            return measure(mode, r, pid=child.pid if r.key in ("plain", "limited") else None)
+
+        raw = interleaved(runs, mode.repeats, one)
         results["seconds"] = round(time.monotonic() - started, 1)
         results["machine_load"] = other_load(before, cpu_counters())
         for k, h in keys.items():
@@ -237,11 +251,20 @@ def summarize(raw: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "p99_us": {k: figure([r["latency_us"]["p99"] for r in raw[f"rps:{k}"]]) for k in RPS},
         "ratios": {f"{a}/{b}": ratio_figure(rps[a], rps[b]) for a, b in PAIRS},
     }
+    cpu = {k: [r["server_cpu_us_per_request"] for r in raw[f"rps:{k}"]] for k in CPU}
+    throughput["server_cpu_us"] = {k: figure(v, 1) for k, v in cpu.items()}
+    throughput["server_cpu_ratio"] = ratio_figure(cpu["limited"], cpu["plain"])
     p50 = latency["ratios"]["limited/plain"]["p50"]
     rate = throughput["ratios"]["limited/plain"]
     budgets = [
         budget("added p50 at c=1, limited / plain", p50, "<=", ADDED_P50_BUDGET),
         budget("req/s at c=16, limited / plain", rate, ">=", RPS_BUDGET),
+        budget(
+            "server CPU per request at c=16, limited / plain",
+            throughput["server_cpu_ratio"],
+            "<=",
+            ADDED_P50_BUDGET,
+        ),
     ]
     return {"latency": latency, "throughput": throughput, "budget": budgets}
 
@@ -297,6 +320,13 @@ def _throughput_lines(tp: dict[str, Any], m: dict[str, Any], tool: str) -> list[
         lines.append(f"| {LABELS[k]} | {tp['rps'][k]['text']} | {tp['p99_us'][k]['text']} |")
     lines += ["", "| ratio of req/s | value |", "|---|---|"]
     lines += [f"| {key} | {q['text']} |" for key, q in tp["ratios"].items()]
+    cpu = tp["server_cpu_us"]
+    lines += [
+        "",
+        "Server CPU per request in these runs (all of aroutd's threads, schedstat): "
+        f"plain {cpu['plain']['text']} µs, limited {cpu['limited']['text']} µs; "
+        f"limited/plain {tp['server_cpu_ratio']['text']}.",
+    ]
     return [*lines, ""]
 
 
