@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from x402 import x402Client, x402ClientSync
 from x402.http import x402HTTPClientSync
 from x402.http.clients.httpx import x402HttpxClient
@@ -445,3 +447,37 @@ def test_a_concurrent_replay_settles_once(
     balance = _balance_of(d, f"eip155:84532:{account.address}", monkeypatch)
     served = next(r for r in results if r.status_code == 200)
     assert balance == pytest.approx(1.0 - _cost(served))  # credited once
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payload=st.one_of(
+        _JSON,
+        st.fixed_dictionaries(
+            {"x402Version": st.sampled_from([1, 2, "2", None]), "accepted": _JSON, "payload": _JSON}
+        ),
+    ),
+    raw=st.one_of(st.none(), st.binary(max_size=300)),
+)
+def test_any_payment_header_is_400_or_402_never_a_fault(
+    d: Daemon, fac: FakeFacilitator, payload: Any, raw: bytes | None
+) -> None:
+    """Hostile PAYMENT-SIGNATURE values against the real daemon: a clear 400 or 402, the
+    daemon still up, the facilitator never asked."""
+    text = json.dumps(payload).encode() if raw is None else raw
+    header = base64.b64encode(text).decode()
+    r = _post(d, **{"PAYMENT-SIGNATURE": header})
+    assert r.status_code in (400, 402), r.text
+    assert r.json()["error"]["type"] in ("invalid_request_error", "payment_required")
+    assert _paid_calls(fac) == []
