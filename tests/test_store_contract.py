@@ -7,7 +7,6 @@ on the same state: two of them stand for two processes (or hosts) sharing it.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -26,6 +25,7 @@ from aroutd.usage.ledger import debit_line
 from aroutd.usage.parse import Usage
 
 from .redisserver import RedisServer, redis_server, requires_redis
+from .test_store_keys import digest, entry  # the keys of these tests, one maker for both
 
 NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -146,25 +146,6 @@ def test_a_wallet_raced_from_two_instances_is_one(opener: Opener) -> None:
 
 
 # -- keys (SPEC §7) -------------------------------------------------------------------------
-
-
-def digest(n: int) -> bytes:
-    return hashlib.sha256(f"key{n}".encode()).digest()
-
-
-def entry(n: int, tenant: str = "acme", **fields: object) -> KeyEntry:
-    return KeyEntry(
-        id=f"api-{n}",
-        tenant=tenant,
-        type="api",
-        digest=digest(n),
-        name=f"key {n}",
-        source="store",
-        created_at=NOW + timedelta(seconds=n),
-        updated_at=NOW + timedelta(seconds=n),
-        created_by="admin",
-        **fields,  # type: ignore[arg-type]
-    )
 
 
 def test_a_key_round_trips_with_every_field(store: StateStore) -> None:
