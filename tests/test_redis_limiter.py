@@ -25,6 +25,7 @@ from aroutd.ratelimit import Admitted, Decision, Limiter, LimiterBackend, Limits
 from aroutd.store.redis_limiter import RPD, RPM, TPM, RedisLimiter, connect, to_us
 
 from .redisserver import RedisServer, redis_server, requires_redis
+from .test_ratelimit_limiter import _event  # the same request sequences as in memory
 
 pytestmark = requires_redis
 
@@ -306,20 +307,6 @@ def test_tight_gcra_bound_in_every_window(clients: Clients, rpm: int, offsets: l
         for j in range(i, len(admitted)):
             w = admitted[j] - first
             assert j - i + 1 <= rpm + math.floor(w * rpm / 60), (rpm, first, admitted[j])
-
-
-_limits = st.builds(
-    Limits,
-    rpm=st.one_of(st.none(), st.integers(1, 5)),
-    rpd=st.one_of(st.none(), st.integers(1, 8)),
-    tpm=st.one_of(st.none(), st.integers(1, 300)),
-)
-_subjects = st.sampled_from(["key:a", "key:b", "tenant:t", "wallet:w"])
-_check = st.lists(st.tuples(_subjects, _limits), max_size=3, unique_by=lambda c: c[0])
-_event = st.tuples(
-    st.floats(0, 9_000, allow_nan=False),
-    st.one_of(_check, st.tuples(_subjects, st.integers(0, 200))),
-)
 
 
 @settings(max_examples=50, deadline=None)
