@@ -129,7 +129,8 @@ def parse_controls(headers: tuple[tuple[str, str], ...]) -> MockControls:
     if (value := _header(headers, "x-mock-event-delay-ms")) is not None:
         controls = replace(controls, event_delay_s=_delay_ms(value, "X-Mock-Event-Delay-Ms"))
     if (value := _header(headers, "x-mock-status")) is not None:
-        status = int(value) if value.strip().isascii() and value.strip().isdigit() else 0
+        digits = value.strip()  # str.strip() drops more than int() skips (\x1c-\x1f)
+        status = int(digits) if digits.isascii() and digits.isdigit() else 0
         # 204/205/304 cannot carry the error body
         if not 200 <= status <= 599 or status in (204, 205, 304):
             raise BadRequest("X-Mock-Status must be an HTTP status from 200 to 599")
