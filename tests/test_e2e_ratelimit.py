@@ -154,7 +154,7 @@ def test_tokens_per_minute(d: Daemon) -> None:
     assert _post(d, keys.tokens).status_code == 200  # the window holds < 10 tokens
     refused = _post(d, keys.tokens)  # now it holds >= 10
     assert refused.status_code == 429
-    assert 58 <= int(refused.headers["retry-after"]) <= 61
+    assert 50 <= int(refused.headers["retry-after"]) <= 61  # 60 s from the first report
     assert "x-ratelimit-limit" not in refused.headers  # tpm has no such headers
 
 
@@ -173,18 +173,24 @@ def test_a_wallet_limit(d: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
     assert first.status_code == 200 and first.headers["x-ratelimit-limit"] == "2"
     assert _post(d, jwt).status_code == 200
     refused = _post(d, jwt)  # [wallet] rpm_limit = 2
-    assert refused.status_code == 429 and 29 <= int(refused.headers["retry-after"]) <= 30
+    # one request in 30 s: the wait is what is left of 30 s since the first (a loaded
+    # machine may have taken a few of them)
+    assert refused.status_code == 429 and 20 <= int(refused.headers["retry-after"]) <= 30
 
 
 def test_limiter_state_survives_sighup_and_a_changed_limit_applies(d: Daemon) -> None:
     keys: Limited = d.keys  # type: ignore[assignment]
     while _post(d, keys.rpm).status_code == 200:
         pass
+    emptied = time.monotonic()
     table = d.config.parent / "keys.toml"
     reloads = len(d.proc.events("reload"))
     d.proc.popen.send_signal(signal.SIGHUP)  # the same table: the bucket stays empty
     _wait_reload(d, reloads + 1)
-    assert _post(d, keys.rpm).status_code == 429
+    # a bucket that started over would admit 60 now; this one admits only what refilled
+    # since it was emptied (one a second), however long the reload took
+    admitted = len(_until_refused(d, keys.rpm, 80)) - 1
+    assert admitted <= 1 + int(time.monotonic() - emptied)
     time.sleep(2.1)  # two requests' worth of refill at 60/min
     table.write_text(keys.table(rpm=6))  # ten times slower: the refill is a share of it
     d.proc.popen.send_signal(signal.SIGHUP)

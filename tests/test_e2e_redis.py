@@ -163,8 +163,11 @@ def test_usage_from_both_hosts_adds_up_to_the_limit(pair: tuple[Daemon, Daemon])
 def test_an_rpm_limit_holds_across_both_hosts(pair: tuple[Daemon, Daemon]) -> None:
     a, b = pair
     key = a.keys.rpm  # type: ignore[attr-defined]
+    started = time.monotonic()
     statuses = [_chat((a, b)[i % 2], key).status_code for i in range(10)]
-    assert statuses.count(200) in (6, 7)  # 6 in the bucket (+1 refilled, 10 s a request)
+    refilled = int((time.monotonic() - started) / 10)  # one request every 10 s
+    # 6 in the shared bucket (each host alone would have admitted 6: 10 in all)
+    assert 6 <= statuses.count(200) <= 7 + refilled
     assert statuses[-1] == 429
 
 
@@ -192,7 +195,7 @@ def test_a_payment_used_on_one_host_is_refused_on_the_other(
     # the JWT it bought spends one balance, whichever host serves it: the other host
     # sees the credit at its next usage poll (0.5 s)
     jwt = json.loads(base64.b64decode(paid.headers["payment-response"]))["jwt"]
-    assert _within(1.0, lambda: _chat(b, jwt).status_code == 200) < 1.0
+    assert _within(3.0, lambda: _chat(b, jwt).status_code == 200) < 3.0  # a poll: 0.5 s
 
 
 def test_redis_away_mid_traffic(pair: tuple[Daemon, Daemon], redis_srv: RedisServer) -> None:
