@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aroutd.ratelimit import Admitted, Limiter, Limits, Refused, Window, header_values, nearest
+from aroutd.ratelimit.values import Step
 
 BASE = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 MIDNIGHT = 1_767_312_000  # the next one
@@ -15,20 +16,29 @@ def _w(limit: int, remaining: int, reset: int = 0) -> Window:
     return Window(limit=limit, remaining=remaining, reset=reset)
 
 
+def _s(limit: int, remaining: int, reset: int = 0) -> Step:
+    """A checked rpm/rpd step with ``remaining`` before the request; reset after: +1."""
+    return Step("rpm", KEY, 0 if remaining else 1, 0, limit, remaining, reset, reset + 1)
+
+
+TPM = Step("tpm", KEY, 0, 0, 0, 0, 0, 0)
+
+
 @pytest.mark.parametrize(
-    ("windows", "admitted", "chosen"),
+    ("steps", "admitted", "chosen"),
     [
-        pytest.param([_w(10, 9), _w(100, 5)], True, _w(100, 5), id="fewest-remaining"),
-        pytest.param([_w(10, 5), _w(100, 5)], True, _w(10, 5), id="tie-smaller-limit"),
-        pytest.param([_w(10, 5, 1), _w(10, 5, 2)], True, _w(10, 5, 1), id="tie-first-checked"),
-        pytest.param([_w(10, 9, 7), _w(100, 50)], False, _w(10, 0, 7), id="refused-shows-0"),
-        pytest.param([None, _w(3, 1), None], True, _w(3, 1), id="tpm-has-none"),
-        pytest.param([None], True, None, id="no-rpm-or-rpd"),
+        pytest.param([_s(10, 10), _s(100, 6)], True, _w(100, 5, 1), id="fewest-remaining"),
+        pytest.param([_s(10, 6), _s(100, 6)], True, _w(10, 5, 1), id="tie-smaller-limit"),
+        pytest.param([_s(10, 6, 1), _s(10, 6, 2)], True, _w(10, 5, 2), id="tie-first-checked"),
+        pytest.param([_s(10, 9, 7), _s(100, 50)], False, _w(10, 0, 7), id="refused-shows-0"),
+        pytest.param([_s(10, 0, 7), _s(5, 3)], False, _w(10, 0, 7), id="refused-the-refusing"),
+        pytest.param([TPM, _s(3, 2), TPM], True, _w(3, 1, 1), id="tpm-has-none"),
+        pytest.param([TPM], True, None, id="no-rpm-or-rpd"),
         pytest.param([], False, None, id="no-limits"),
     ],
 )
-def test_nearest(windows: list[Window | None], admitted: bool, chosen: Window | None) -> None:
-    assert nearest(windows, admitted=admitted) == chosen
+def test_nearest(steps: list[Step], admitted: bool, chosen: Window | None) -> None:
+    assert nearest(steps, admitted=admitted) == chosen
 
 
 def test_the_tenant_nearer_to_refusing_than_the_key_is_shown() -> None:

@@ -9,7 +9,7 @@ day's count as it stands. Pure: the day is computed from ``now`` (ticks).
 from __future__ import annotations
 
 from aroutd.ratelimit.ticks import TICKS_PER_S, next_midnight_s, utc_day
-from aroutd.ratelimit.values import Step, Subject, Window
+from aroutd.ratelimit.values import Step, Subject
 
 __all__ = ["DayCount", "rpd_step"]
 
@@ -20,12 +20,13 @@ def rpd_step(subject: Subject, state: DayCount | None, limit: int, now: int) -> 
     """Check one ``rpd_limit`` at ``now`` (ticks) against the stored day count."""
     count = state[1] if state is not None and state[0] == utc_day(now) else 0
     midnight = next_midnight_s(now)
-    remaining = max(0, limit - count)
-    return Step(
-        reason="rpd",
-        subject=subject,
-        wait_ticks=0 if count < limit else midnight * TICKS_PER_S - now,
-        state_after=count + 1,
-        before=Window(limit=limit, remaining=remaining, reset=midnight),
-        after=Window(limit=limit, remaining=max(0, remaining - 1), reset=midnight),
+    return Step(  # positional, as gcra's
+        "rpd",
+        subject,
+        0 if count < limit else midnight * TICKS_PER_S - now,  # wait_ticks
+        count + 1,  # state_after
+        limit,
+        max(0, limit - count),  # remaining
+        midnight,  # reset_s
+        midnight,  # reset_after_s
     )

@@ -22,7 +22,7 @@ about a minute to wait; this also bounds the wait after a clock stepped back.
 from __future__ import annotations
 
 from aroutd.ratelimit.ticks import TICKS_PER_S, ceil_s
-from aroutd.ratelimit.values import Step, Subject, Window
+from aroutd.ratelimit.values import Step, Subject
 
 __all__ = ["MINUTE_S", "emission_ticks", "rpm_step"]
 
@@ -38,14 +38,19 @@ def rpm_step(subject: Subject, tat: int | None, limit: int, now: int) -> Step:
     """Check one ``rpm_limit`` at ``now`` (ticks) against the stored ``tat`` (None: full)."""
     interval = emission_ticks(limit)
     capacity = limit * interval
-    start = now if tat is None else min(max(tat, now), now + capacity)
+    start = tat if tat is not None and tat > now else now  # max(TAT, now), None: now
+    if start > now + capacity:  # the clamp (a lowered limit, a clock stepped back)
+        start = now + capacity
     after = start + interval
-    remaining = (capacity - (start - now)) // interval  # admissible now; 0 iff refused
+    # positional: a named tuple built by keyword costs twice as much (measured), and
+    # this runs for every request of a limited principal
     return Step(
-        reason="rpm",
-        subject=subject,
-        wait_ticks=max(0, after - capacity - now),
-        state_after=after,
-        before=Window(limit=limit, remaining=remaining, reset=ceil_s(start)),
-        after=Window(limit=limit, remaining=max(0, remaining - 1), reset=ceil_s(after)),
+        "rpm",
+        subject,
+        max(0, after - capacity - now),  # wait_ticks
+        after,  # state_after: the TAT
+        limit,
+        (capacity - (start - now)) // interval,  # remaining: admissible now; 0 iff refused
+        ceil_s(start),  # reset_s
+        ceil_s(after),  # reset_after_s
     )

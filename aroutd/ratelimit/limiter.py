@@ -81,10 +81,10 @@ class Limiter:
                 reason=worst.reason,
                 subject=worst.subject,
                 retry_after_s=retry_after_s(worst.wait_ticks),
-                window=nearest((s.before for s in steps), admitted=False),
+                window=nearest(steps, admitted=False),
             )
         self._commit(steps, t)
-        return Admitted(window=nearest((s.after for s in steps), admitted=True))
+        return Admitted(window=nearest(steps, admitted=True))
 
     def record_tokens(self, subject: Subject, tokens: int, now: float) -> None:
         if tokens < 0:

@@ -14,24 +14,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aroutd.ratelimit.values import Decision, Window
+from aroutd.ratelimit.values import Decision, Step, Window
 
 __all__ = ["header_values", "nearest"]
 
 
-def nearest(windows: Iterable[Window | None], *, admitted: bool) -> Window | None:
-    """The window to show, of those given (None entries skipped); None if there is none.
+def nearest(steps: Iterable[Step], *, admitted: bool) -> Window | None:
+    """The window to show, of the checked ``steps`` (tpm steps skipped); None if none.
 
-    ``windows`` are each limit's state after the request when ``admitted``, and as it
-    stands when refused (then the refusing rpm or rpd limit has 0 left, and is chosen)."""
-    chosen = min(
-        (w for w in windows if w is not None),
-        key=lambda w: (w.remaining, w.limit),
-        default=None,
-    )
-    if chosen is None or admitted:
-        return chosen
-    return chosen._replace(remaining=0)
+    When ``admitted`` every step had at least one request left, so the fewest left after
+    this one is the fewest before it, less one: both pick the same step. When refused,
+    the windows are as they stand, with 0 remaining (the refusing rpm or rpd limit has 0
+    left, and is chosen)."""
+    chosen: Step | None = None
+    for step in steps:
+        if not step.limit:
+            continue
+        if (
+            chosen is None
+            or step.remaining < chosen.remaining
+            or (step.remaining == chosen.remaining and step.limit < chosen.limit)
+        ):
+            chosen = step
+    if chosen is None:
+        return None
+    if admitted:
+        return Window(chosen.limit, chosen.remaining - 1, chosen.reset_after_s)
+    return Window(chosen.limit, 0, chosen.reset_s)
 
 
 def header_values(decision: Decision) -> tuple[int, int, int] | None:

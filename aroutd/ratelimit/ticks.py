@@ -16,6 +16,7 @@ import math
 __all__ = [
     "DAY_S",
     "TICKS_PER_S",
+    "TICK_BITS",
     "ceil_s",
     "next_midnight_s",
     "retry_after_s",
@@ -23,9 +24,13 @@ __all__ = [
     "utc_day",
 ]
 
-TICKS_PER_S = 2**32
+TICK_BITS = 32
+TICKS_PER_S = 1 << TICK_BITS
 DAY_S = 86_400
-_DAY_TICKS = DAY_S * TICKS_PER_S
+
+# A time in ticks is a 63-bit integer, three digits of CPython's: whole seconds are
+# taken by a shift, which costs a third of a division (measured with callgrind); that
+# matters, as every request of a limited principal makes several.
 
 
 def to_ticks(now: float) -> int:
@@ -35,7 +40,7 @@ def to_ticks(now: float) -> int:
 
 def ceil_s(ticks: int) -> int:
     """The first whole Unix second at or after ``ticks``."""
-    return -(-ticks // TICKS_PER_S)
+    return -(-ticks >> TICK_BITS)
 
 
 def retry_after_s(wait_ticks: int) -> int:
@@ -45,7 +50,7 @@ def retry_after_s(wait_ticks: int) -> int:
 
 def utc_day(ticks: int) -> int:
     """The number of the UTC day holding ``ticks`` (day 0 began 1970-01-01 00:00 UTC)."""
-    return ticks // _DAY_TICKS
+    return (ticks >> TICK_BITS) // DAY_S
 
 
 def next_midnight_s(ticks: int) -> int:

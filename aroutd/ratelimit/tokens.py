@@ -77,5 +77,12 @@ def tpm_step(subject: Subject, window: TokenWindow | None, limit: int, now: int)
     """Check one ``tpm_limit`` at ``now`` (ticks); it consumes nothing when admitted."""
     wait = 0 if window is None else window.wait_ticks(limit, now)
     return Step(
-        reason="tpm", subject=subject, wait_ticks=wait, state_after=0, before=None, after=None
+        reason="tpm",
+        subject=subject,
+        wait_ticks=wait,
+        state_after=0,
+        limit=0,  # no X-RateLimit-* headers
+        remaining=0,
+        reset_s=0,
+        reset_after_s=0,
     )

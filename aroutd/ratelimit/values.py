@@ -65,11 +65,18 @@ Decision = Admitted | Refused
 
 class Step(NamedTuple):
     """One limit of one subject, checked and not committed (a tuple: it is made for every
-    limit of every request, and a frozen dataclass costs several times more to build)."""
+    limit of every request, and a frozen dataclass costs several times more to build).
+
+    Its window is kept as numbers, not as :class:`Window` values: only the one window
+    shown is built (:func:`~aroutd.ratelimit.nearest.nearest`). ``remaining`` is what it
+    admits now, before this request: at least 1 when it admits, 0 when it refuses, so
+    after an admission it shows ``remaining - 1``."""
 
     reason: Reason
     subject: Subject
     wait_ticks: int  # 0: admits now
     state_after: int  # rpm: the TAT; rpd: the day's count; tpm: unused (0)
-    before: Window | None  # tpm: None (no header)
-    after: Window | None
+    limit: int  # X-RateLimit-Limit; 0 for tpm, which has no such headers
+    remaining: int  # before this request
+    reset_s: int  # X-RateLimit-Reset (Unix seconds) before this request
+    reset_after_s: int  # and after it, when admitted

@@ -53,7 +53,8 @@ from redis.retry import Retry
 
 from aroutd.errors import ConfigError, ServiceUnavailable
 from aroutd.ratelimit.nearest import nearest
-from aroutd.ratelimit.values import Admitted, Decision, Limits, Reason, Refused, Subject, Window
+from aroutd.ratelimit.ticks import TICKS_PER_S, retry_after_s
+from aroutd.ratelimit.values import Admitted, Decision, Limits, Reason, Refused, Step, Subject
 from aroutd.store.redis import HEALTH_CHECK_S, PREFIX, TIMEOUT_S, redact_url
 
 __all__ = ["RPD", "RPM", "TPM", "TTL_MARGIN_S", "US_PER_S", "RedisLimiter", "connect", "to_us"]
@@ -264,24 +265,31 @@ def _steps(subject: Subject, limits: Limits) -> list[tuple[Reason, Subject, int]
 
 def _decision(steps: list[tuple[Reason, Subject, int]], numbers: list[int]) -> Decision:
     """The Decision from the script's five numbers per limit, as ``Limiter.check`` makes
-    it: refused by the longest wait (the first checked on a tie), else admitted."""
-    waits: list[int] = []
-    before: list[Window | None] = []
-    after: list[Window | None] = []
-    for i, (reason, _, limit) in enumerate(steps):
-        wait, rem_before, reset_before, rem_after, reset_after = numbers[5 * i : 5 * i + 5]
-        waits.append(wait)
-        if reason == "tpm":
-            continue  # no X-RateLimit headers for tpm
-        before.append(Window(limit=limit, remaining=rem_before, reset=reset_before))
-        after.append(Window(limit=limit, remaining=rem_after, reset=reset_after))
-    worst = max(range(len(steps)), key=waits.__getitem__)
-    if waits[worst] > 0:
-        reason, subject, _ = steps[worst]
-        return Refused(
-            reason=reason,
-            subject=subject,
-            retry_after_s=max(1, -(-waits[worst] // US_PER_S)),
-            window=nearest(before, admitted=False),
+    it: refused by the longest wait (the first checked on a tie), else admitted. (The
+    remaining after, the fourth number, is the remaining before less one when admitted:
+    ``nearest`` derives it.)"""
+    checked: list[Step] = []
+    for i, (reason, subject, limit) in enumerate(steps):
+        wait, rem_before, reset_before, _, reset_after = numbers[5 * i : 5 * i + 5]
+        shown = reason != "tpm"  # no X-RateLimit headers for tpm
+        checked.append(
+            Step(
+                reason=reason,
+                subject=subject,
+                wait_ticks=-(-wait * TICKS_PER_S // US_PER_S),  # µs up to ticks
+                state_after=0,
+                limit=limit if shown else 0,
+                remaining=rem_before if shown else 0,
+                reset_s=reset_before if shown else 0,
+                reset_after_s=reset_after if shown else 0,
+            )
         )
-    return Admitted(window=nearest(after, admitted=True))
+    worst = max(checked, key=lambda step: step.wait_ticks)  # the first on a tie
+    if worst.wait_ticks > 0:
+        return Refused(
+            reason=worst.reason,
+            subject=worst.subject,
+            retry_after_s=retry_after_s(worst.wait_ticks),
+            window=nearest(checked, admitted=False),
+        )
+    return Admitted(window=nearest(checked, admitted=True))
