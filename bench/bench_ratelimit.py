@@ -16,15 +16,21 @@ Measured, R repeats, the runs of a repeat interleaved in an order rotated per re
    direct, per repeat;
 2. keep-alive req/s at c=16 (``drivers.run_throughput``: wrk, else the trio client;
    bounded in requests and seconds): bare relay, ``plain``, ``limited``;
-3. ratios limited/plain, against the issue's budget (within 5%: added p50 ratio <= 1.05,
-   req/s ratio >= 0.95), and limited/relay, plain/relay.
+3. the server's instructions per request of ``plain`` and ``limited`` (``bench.callgrind``:
+   a second aroutd on the same key table under valgrind, one keep-alive connection,
+   rounds rotated, the idle rate taken off), a figure the machine's pace does not move
+   (full mode only; skipped with a note when valgrind is missing);
+4. ratios limited/plain, against the issue's budget (within 5%: added p50 ratio <= 1.05,
+   req/s ratio >= 0.95, server CPU and instructions per request <= 1.05), and
+   limited/relay, plain/relay.
 
 Checks: one request with each key before and after the runs (``http.client``, which sees
 the headers): ``limited`` gets 200 with ``X-RateLimit-Limit``, ``plain`` 200 without
 ``X-RateLimit-*``; every answer of the runs is 200 (loadgen: its statuses; wrk: no error,
 no status >= 400, so no 429). Exit status 1 when a check fails (a budget not met is a
 result, not a failure). Output: the markdown report on stdout, and
-``bench/out/ratelimit-DATE/report.json``. Full: about 3 minutes; ``--quick``: ~40 s.
+``bench/out/ratelimit-DATE/report.json``. Full: about 7 minutes (4 of them under
+valgrind); ``--quick``: ~40 s.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import drivers
+from bench import callgrind, drivers
 from bench.aroutd_setup import new_api_key, sha256_hex
 from bench.compare import (
     Condition,
@@ -76,6 +82,8 @@ LABELS = {
 ADDED_P50_BUDGET = 1.05  # the issue: rate limiting within 5%
 RPS_BUDGET = 0.95
 REQUEST_TIMEOUT_S = 10.0
+CALLGRIND_READY_S = 300.0  # Python's start under valgrind: about 30 s here
+CALLGRIND_WARMUP = 50  # requests per key before counting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,18 +96,24 @@ class Mode:
     rps_concurrency: int
     rps_seconds: int  # length of one req/s run
     rps_max_requests: int  # cap of one req/s run
+    instructions_n: int  # requests per key per callgrind round
+    instructions_rounds: int  # 0: no callgrind figure
 
 
 MODES = {
     "full": Mode(
         name="full",
-        repeats=7,
-        latency_n=2000,
-        latency_warmup=200,
-        latency_seconds=15.0,
+        # many short repeats rather than a few long ones: the machine's pace drifts over
+        # seconds, and a ratio is taken within each repeat
+        repeats=15,
+        latency_n=1000,
+        latency_warmup=100,
+        latency_seconds=10.0,
         rps_concurrency=16,
-        rps_seconds=5,
-        rps_max_requests=300_000,
+        rps_seconds=2,
+        rps_max_requests=100_000,
+        instructions_n=200,
+        instructions_rounds=4,
     ),
     "quick": Mode(
         name="quick",
@@ -110,6 +124,8 @@ MODES = {
         rps_concurrency=16,
         rps_seconds=2,
         rps_max_requests=100_000,
+        instructions_n=0,
+        instructions_rounds=0,
     ),
 }
 
@@ -225,19 +241,65 @@ def run(mode: Mode, work: Path, notes: list[str]) -> dict[str, Any]:
         results["machine_load"] = other_load(before, cpu_counters())
         for k, h in keys.items():
             probes[k].append(probe(aroutd, h))
+        if mode.instructions_rounds and callgrind.available():
+            results["instructions"] = count_instructions(
+                mode, children, work, upstream, (plain_key, limited_key), keys
+            )
+        elif mode.instructions_rounds:
+            notes.append("valgrind absent: no instruction counts")
     finally:
         children.close()
     results["tool"] = raw["rps:plain"][0]["tool"]
-    results |= summarize(raw)
-    results["checks"] = checks(probes, raw)
+    results |= summarize(raw, results.get("instructions"))
+    results["checks"] = checks(probes, raw, results.get("instructions"))
     results["runs"] = raw
     return results
+
+
+def count_instructions(
+    mode: Mode,
+    children: Children,
+    work: Path,
+    upstream: Target,
+    api_keys: tuple[str, str],
+    headers: dict[str, tuple[str, ...]],
+) -> dict[str, Any]:
+    """A second aroutd on the same key table, under callgrind: its instructions per request
+    of each key (``bench.callgrind``)."""
+    write_keys(work / "aroutd-callgrind", *api_keys)
+    out = work / "callgrind.out"
+    target, _files, startup_s, child = start_aroutd(
+        children,
+        work / "aroutd-callgrind",
+        upstream,
+        api_keys[0],
+        ready_timeout_s=CALLGRIND_READY_S,
+        prefix=callgrind.prefix(out),
+    )
+    started = time.monotonic()
+    counted = callgrind.measure(
+        child.pid,
+        out,
+        target.port,
+        {k: headers[k] for k in CPU},
+        n=mode.instructions_n,
+        rounds=mode.instructions_rounds,
+        warmup=CALLGRIND_WARMUP,
+        path=target.path,
+        body=REQUEST_BODY,
+    )
+    return counted | {
+        "startup_s": round(startup_s, 1),
+        "seconds": round(time.monotonic() - started, 1),
+    }
 
 
 # --- summaries ----------------------------------------------------------------------------
 
 
-def summarize(raw: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def summarize(
+    raw: dict[str, list[dict[str, Any]]], counted: dict[str, Any] | None = None
+) -> dict[str, Any]:
     latency = summarize_latency(LATENCY, raw, PAIRS)
     p50s = {
         k: [r["latency_us"]["p50"] for r in raw[k]] for k in ("plain", "limited")
@@ -266,11 +328,30 @@ def summarize(raw: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             ADDED_P50_BUDGET,
         ),
     ]
-    return {"latency": latency, "throughput": throughput, "budget": budgets}
+    summary: dict[str, Any] = {"latency": latency, "throughput": throughput, "budget": budgets}
+    if counted is not None:
+        per = counted["per_request"]
+        summary["instructions_summary"] = {
+            "per_request": {k: figure(per[k]) for k in CPU},
+            "raw_per_request": {k: figure(counted["raw_per_request"][k]) for k in CPU},
+            "ratio": ratio_figure(per["limited"], per["plain"], 3),
+            "added": figure([a - b for a, b in zip(per["limited"], per["plain"], strict=True)]),
+        }
+        budgets.append(
+            budget(
+                "server instructions per request (callgrind), limited / plain",
+                summary["instructions_summary"]["ratio"],
+                "<=",
+                ADDED_P50_BUDGET,
+            )
+        )
+    return summary
 
 
 def checks(
-    probes: dict[str, list[dict[str, Any]]], raw: dict[str, list[dict[str, Any]]]
+    probes: dict[str, list[dict[str, Any]]],
+    raw: dict[str, list[dict[str, Any]]],
+    counted: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     limited_ok = all(
         p["status"] == 200 and p["headers"]["x-ratelimit-limit"] for p in probes["limited"]
@@ -288,13 +369,17 @@ def checks(
     runs_ok = all(run_ok(r) for k in LATENCY for r in raw[k]) and all(
         r["errors"] == 0 and r["non_2xx"] == 0 for k in RPS for r in raw[f"rps:{k}"]
     )
+    counted_ok = counted is None or all(
+        set(by_status) == {200} for by_status in counted["statuses"].values()
+    )
     return {
         "probes": probes,
         "limited_headers_ok": limited_ok,
         "plain_headers_ok": plain_ok,
         "answers": answers,
         "runs_ok": runs_ok,
-        "all_ok": limited_ok and plain_ok and runs_ok,
+        "counted_ok": counted_ok,
+        "all_ok": limited_ok and plain_ok and runs_ok and counted_ok,
     }
 
 
@@ -330,10 +415,38 @@ def _throughput_lines(tp: dict[str, Any], m: dict[str, Any], tool: str) -> list[
     return [*lines, ""]
 
 
+def _instruction_lines(r: dict[str, Any]) -> list[str]:
+    if "instructions" not in r:
+        return []
+    counted, summary = r["instructions"], r["instructions_summary"]
+    lines = [
+        f"## 3. Server instructions per request (callgrind, {counted['rounds']} rounds of "
+        f"{counted['n']} requests per key, one keep-alive connection)",
+        "",
+        "| key | instructions per request | before the idle rate was taken off |",
+        "|---|---|---|",
+    ]
+    for k in CPU:
+        lines.append(
+            f"| {LABELS[k]} | {summary['per_request'][k]['text']} | "
+            f"{summary['raw_per_request'][k]['text']} |"
+        )
+    idle = ", ".join(f"{x:,}" for x in counted["idle_instructions_per_s"])
+    return [
+        *lines,
+        "",
+        f"limited/plain {summary['ratio']['text']}; added {summary['added']['text']} "
+        f"instructions per request. Idle rate before and after the rounds: {idle} per "
+        f"second under valgrind; started in {counted['startup_s']} s, counted in "
+        f"{counted['seconds']} s.",
+        "",
+    ]
+
+
 def _check_lines(r: dict[str, Any]) -> list[str]:
     c, load = r["checks"], r["machine_load"]
     lines = [
-        "## 3. The issue's budget: rate limiting within 5%",
+        f"## {4 if 'instructions' in r else 3}. The issue's budget: rate limiting within 5%",
         "",
         *budget_lines(r["budget"]),
     ]
@@ -359,6 +472,7 @@ def render(data: dict[str, Any]) -> str:
     lines = header_lines(data, "aroutd rate-limit benchmark")
     lines += _latency_lines(r["latency"], m)
     lines += _throughput_lines(r["throughput"], m, r["tool"])
+    lines += _instruction_lines(r)
     lines += _check_lines(r)
     return "\n".join(lines + notes_lines(data))
 

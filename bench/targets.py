@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,8 +65,11 @@ def python_env() -> dict[str, str]:
     return env
 
 
-def _python(children: Children, name: str, args: list[str], cpu: int | None) -> Child:
-    return children.spawn(name, [sys.executable, *args], cpu=cpu, env=python_env(), cwd=REPO_ROOT)
+def _python(
+    children: Children, name: str, args: list[str], cpu: int | None, prefix: Sequence[str] = ()
+) -> Child:
+    argv = [*prefix, sys.executable, *args]
+    return children.spawn(name, argv, cpu=cpu, env=python_env(), cwd=REPO_ROOT)
 
 
 def start_fixed_upstream(
@@ -144,13 +148,15 @@ def start_aroutd(
     cpu: int | None = SERVER_CPU,
     port: int | None = None,
     options: ConfigOptions | None = None,
+    prefix: Sequence[str] = (),
 ) -> tuple[Target, AroutdFiles, float, Child]:
     """aroutd on a temp config (see aroutd_setup); returns the target, its files,
     the seconds from spawn until GET /healthz answered 200, and the child.
 
     ``port``: a given API port (instances with ``options.reuse_port`` share one); else a
     free one. With ``options.admin_port`` readiness is asked there: on a shared port
-    another instance may answer."""
+    another instance may answer. ``prefix``: a command that runs the interpreter (valgrind,
+    see bench.callgrind)."""
     port = port or free_port()
     files = write_aroutd_files(
         directory,
@@ -161,7 +167,7 @@ def start_aroutd(
         options=options,
     )
     argv = ["-m", "aroutd", "serve", "--config", str(files.config)]
-    child = _python(children, f"aroutd-{directory.name}-{port}", argv, cpu)
+    child = _python(children, f"aroutd-{directory.name}-{port}", argv, cpu, prefix)
     ready_port = options.admin_port if options and options.admin_port else port
     startup_s = wait_http(child, ready_port, "/healthz", ready_timeout_s)
     target = Target(

@@ -227,3 +227,20 @@ def test_compare_figures_and_rotation() -> None:
         ["c", "a", "b"],
         ["a", "b", "c"],
     ]
+
+
+def test_callgrind_takes_the_background_off_and_reads_real_dumps(tmp_path: Path) -> None:
+    """bench.callgrind: a phase's count less the idle rate × its seconds, per request; the
+    total read from a dump valgrind really wrote."""
+    callgrind = importlib.import_module("bench.callgrind")
+    raw = {"a": [(1_000_000, 2.0), (1_100_000, 4.0)], "b": [(1_200_000, 2.0), (1_200_000, 2.0)]}
+    got = callgrind.summarize(raw, [40_000.0, 60_000.0], 100, 2)
+    assert got["per_request"] == {"a": [9_000.0, 9_000.0], "b": [11_000.0, 11_000.0]}  # 50k/s
+    assert got["raw_per_request"]["a"] == [10_000.0, 11_000.0]
+    with pytest.raises(ValueError, match="no instruction total"):
+        callgrind.total_of(b"events: Ir\n")
+    if not callgrind.available():
+        pytest.skip("valgrind is not installed")
+    out = tmp_path / "cg.out"
+    subprocess.run([*callgrind.prefix(out), "true"], check=True, capture_output=True, timeout=60)
+    assert callgrind.total_of(out.read_bytes()) > 10_000  # even `true` runs the loader
