@@ -25,11 +25,12 @@ WALLET = "eip155:8453:0x" + "1234567890" * 4
 
 class Limited(Keys):
     """The usual table, and keys with rate limits: ``rpm`` 60/min (one a second),
-    ``team_a``/``team_b`` in a tenant of rpm 3, ``tokens`` 10 tokens a minute."""
+    ``team_a``/``team_b`` in a tenant of rpm 3, ``tokens`` 10 tokens a minute, ``daily``
+    5 a day and gpt-4o-mini only."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.rpm, self.team_a, self.team_b, self.tokens = (new_key() for _ in range(4))
+        self.rpm, self.team_a, self.team_b, self.tokens, self.daily = (new_key() for _ in range(5))
 
     def table(self, rpm: int = 60) -> str:
         return (
@@ -60,6 +61,13 @@ id = "tokens"
 tenant = "acme"
 sha256 = "{sha(self.tokens)}"
 tpm_limit = 10
+
+[[keys]]
+id = "daily"
+tenant = "acme"
+sha256 = "{sha(self.daily)}"
+rpd_limit = 5
+allowed_models = ["openai/gpt-4o-mini"]
 """
         )
 
@@ -119,6 +127,40 @@ def test_429_and_the_headers(d: Daemon) -> None:
     assert "x-ratelimit-limit" not in _post(d, keys.api).headers
     line = d.proc.wait_for('"rate_limit":"rpm"')
     assert '"status":429' in line and '"key_id":"rpm"' in line
+
+
+def test_every_answer_to_a_limited_key_shows_its_window_and_only_inference_counts(
+    d: Daemon,
+) -> None:
+    """SPEC §9: answers given before the limiter (a 403 for the model) and by endpoints
+    that are not limited (/v1/key) carry X-RateLimit-* as the window stands, counting
+    nothing; a forwarded request counts, whatever the upstream answers."""
+    keys: Limited = d.keys  # type: ignore[assignment]
+    auth = {"authorization": f"Bearer {keys.daily}"}
+
+    def window(r: httpx.Response) -> tuple[str, str]:
+        return r.headers["x-ratelimit-limit"], r.headers["x-ratelimit-remaining"]
+
+    me = httpx.get(f"{d.base}/v1/key", headers=auth)
+    assert me.status_code == 200 and window(me) == ("5", "5")
+    other_model = {**CHAT, "model": "gpt-4o"}
+    refused = httpx.post(f"{d.base}/v1/chat/completions", json=other_model, headers=auth)
+    assert refused.status_code == 403 and window(refused) == ("5", "5")
+    served = _post(d, keys.daily)
+    assert served.status_code == 200 and window(served) == ("5", "4")
+    assert window(httpx.get(f"{d.base}/v1/key", headers=auth)) == ("5", "4")
+    midnight = (int(time.time()) // 86_400 + 1) * 86_400
+    assert int(served.headers["x-ratelimit-reset"]) == midnight
+    # forwarded, so counted, and the upstream's own 404 carries the window too
+    lost = httpx.post(f"{d.base}/v1/no-such-endpoint", json=CHAT, headers=auth)
+    assert lost.status_code == 404 and window(lost) == ("5", "3")
+    # an unlimited key's answers have none
+    assert (
+        "x-ratelimit-limit"
+        not in httpx.get(
+            f"{d.base}/v1/key", headers={"authorization": f"Bearer {keys.api}"}
+        ).headers
+    )
 
 
 def test_the_openai_sdk_waits_out_retry_after(d: Daemon) -> None:

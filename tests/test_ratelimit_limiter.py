@@ -96,6 +96,8 @@ _event = st.tuples(
 def test_a_refused_request_changes_nothing_and_retry_after_is_never_early(
     events: list[tuple[float, list[tuple[str, Limits]] | tuple[str, int]]],
 ) -> None:
+    """Also: a peek counts nothing and shows the window the check then shows, less the
+    request it counted (admitted) or with nothing remaining (refused)."""
     lim = Limiter()
     t = BASE + 86_000  # near a midnight, so days roll over too
     for dt, event in events:
@@ -104,9 +106,16 @@ def test_a_refused_request_changes_nothing_and_retry_after_is_never_early(
             lim.record_tokens(event[0], event[1], t)
             continue
         before = lim.snapshot(t)
+        peeked = lim.peek(event, t)
+        assert lim.snapshot(t) == before
         decision = lim.check(event, t)
+        assert (peeked is None) == (decision.window is None)
         if isinstance(decision, Admitted):
+            if peeked is not None and decision.window is not None:
+                assert decision.window.limit == peeked.limit
+                assert decision.window.remaining == peeked.remaining - 1
             continue
+        assert decision.window == (None if peeked is None else peeked._replace(remaining=0))
         assert lim.snapshot(t) == before
         r = decision.retry_after_s
         assert type(r) is int and r >= 1

@@ -33,11 +33,13 @@ TPM = Step("tpm", KEY, 0, 0, 0, 0, 0, 0)
         pytest.param([_s(10, 9, 7), _s(100, 50)], False, _w(10, 0, 7), id="refused-shows-0"),
         pytest.param([_s(10, 0, 7), _s(5, 3)], False, _w(10, 0, 7), id="refused-the-refusing"),
         pytest.param([TPM, _s(3, 2), TPM], True, _w(3, 1, 1), id="tpm-has-none"),
+        pytest.param([_s(10, 9, 7), _s(100, 50)], None, _w(10, 9, 7), id="peeked-as-it-stands"),
+        pytest.param([_s(10, 0, 7), _s(5, 3)], None, _w(10, 0, 7), id="peeked-exhausted"),
         pytest.param([TPM], True, None, id="no-rpm-or-rpd"),
         pytest.param([], False, None, id="no-limits"),
     ],
 )
-def test_nearest(steps: list[Step], admitted: bool, chosen: Window | None) -> None:
+def test_nearest(steps: list[Step], admitted: bool | None, chosen: Window | None) -> None:
     assert nearest(steps, admitted=admitted) == chosen
 
 

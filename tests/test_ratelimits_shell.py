@@ -13,7 +13,7 @@ from aroutd.errors import TooManyRequests
 from aroutd.keytable.table import KeyTable
 from aroutd.principal import Principal
 from aroutd.ratelimit import Limits
-from aroutd.shell.ratelimits import admit, record_tokens
+from aroutd.shell.ratelimits import admit, record_tokens, standing
 from aroutd.shell.runtime import Runtime
 from aroutd.store.sqlite import SqliteStore
 
@@ -101,3 +101,18 @@ async def test_tpm_counts_reported_tokens(tmp_path: Path, autojump_clock: object
 async def test_no_limits_no_headers(tmp_path: Path) -> None:
     rt = _runtime(tmp_path)
     assert await admit(rt, _principal(), AccessRecord(time=0.0)) == []
+
+
+async def test_standing_shows_the_window_and_counts_nothing(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    rt = _runtime(tmp_path)
+    p = _principal(("key:k", Limits(rpm=10, rpd=100)))
+    assert dict(await standing(rt, p))["X-RateLimit-Remaining"] == "10"
+    for _ in range(3):
+        await standing(rt, p)
+    assert dict(await admit(rt, p, AccessRecord(time=0.0)))["X-RateLimit-Remaining"] == "9"
+    shown = dict(await standing(rt, p))
+    assert (shown["X-RateLimit-Limit"], shown["X-RateLimit-Remaining"]) == ("10", "9")
+    assert await standing(rt, _principal(("key:k", Limits(tpm=5)))) == []  # tpm: no headers
+    assert await standing(rt, _principal()) == []

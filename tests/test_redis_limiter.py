@@ -389,6 +389,8 @@ def _same_as_in_memory(clients: Clients, events: list[OracleEvent]) -> None:
             memory.record_tokens(event[0], event[1], t)
             shared[instance].record_tokens(event[0], event[1], t)
         else:
+            peeked = memory.peek(event, t)
+            assert shared[instance].peek(event, t) == peeked, ("peek", i, t - BASE, event)
             expected = memory.check(event, t)
             assert shared[instance].check(event, t) == expected, (i, t - BASE, event)
 

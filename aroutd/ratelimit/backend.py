@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from aroutd.ratelimit.values import Decision, Limits, Subject
+from aroutd.ratelimit.values import Decision, Limits, Subject, Window
 
 __all__ = ["LimiterBackend"]
 
@@ -27,6 +27,11 @@ class LimiterBackend(Protocol):
     def check(self, checks: Sequence[tuple[Subject, Limits]], now: float) -> Decision:
         """Admit and count the request if every (subject, limits) admits it, else refuse
         it and count nothing anywhere. Each subject appears at most once."""
+        ...
+
+    def peek(self, checks: Sequence[tuple[Subject, Limits]], now: float) -> Window | None:
+        """The ``X-RateLimit-*`` window of ``checks`` as it stands (None: no rpm or rpd
+        limit), for an answer that counts nothing; nothing is written."""
         ...
 
     def record_tokens(self, subject: Subject, tokens: int, now: float) -> None:

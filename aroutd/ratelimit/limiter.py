@@ -36,7 +36,7 @@ from aroutd.ratelimit.gcra import rpm_step
 from aroutd.ratelimit.nearest import nearest
 from aroutd.ratelimit.ticks import retry_after_s, to_ticks, utc_day
 from aroutd.ratelimit.tokens import Bucket, TokenWindow, tpm_step
-from aroutd.ratelimit.values import Admitted, Decision, Limits, Refused, Step, Subject
+from aroutd.ratelimit.values import Admitted, Decision, Limits, Refused, Step, Subject, Window
 
 __all__ = ["SWEEP_MIN_ENTRIES", "Limiter", "Snapshot"]
 
@@ -85,6 +85,11 @@ class Limiter:
             )
         self._commit(steps, t)
         return Admitted(window=nearest(steps, admitted=True))
+
+    def peek(self, checks: Sequence[tuple[Subject, Limits]], now: float) -> Window | None:
+        t = to_ticks(now)
+        self._operation(t)
+        return nearest(self._steps(checks, t), admitted=None)
 
     def record_tokens(self, subject: Subject, tokens: int, now: float) -> None:
         if tokens < 0:

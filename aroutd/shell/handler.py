@@ -27,13 +27,14 @@ import json
 import secrets
 import time
 import traceback
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import h11
 import trio
 
 from aroutd.accesslog import AccessRecord
-from aroutd.admission import admit_head, plan_forward
+from aroutd.admission import Admitted, admit_head, plan_forward
 from aroutd.auth.signin import sign_in
 from aroutd.credentials import extract_credential, redact_query_key
 from aroutd.errors import (
@@ -62,10 +63,11 @@ from aroutd.shell.forward import ConnInfo, forward
 from aroutd.shell.ledger import balance, transactions
 from aroutd.shell.management import current_key, management
 from aroutd.shell.payments import check_wallet_balance, pay, payer_principal, request_payment
-from aroutd.shell.ratelimits import admit
+from aroutd.shell.ratelimits import RATE_LIMIT_HEADER, admit, standing
 from aroutd.shell.relay import Cut
 from aroutd.shell.runtime import Runtime
 from aroutd.usage.limits import check_spend
+from aroutd.x402.check import CheckedPayment
 
 __all__ = ["ConnInfo", "handle_request", "log_fault"]
 
@@ -197,21 +199,42 @@ async def _dispatch(
         if principal is None:  # SPEC §10: no credential, a payment names the wallet
             principal = payer_principal(rt, checked, rec, head.target.path)
     assert principal is not None
-    authorize_endpoint(principal, head.kind)
-    if head.kind == "management":
-        status, answer = await management(rt, client, req, head, principal)
-        await _send_json(client, rt, rec, status, answer)
-        return
-    if head.kind == "self":
-        status, answer = await current_key(rt, req.method, principal)
-        await _send_json(client, rt, rec, status, answer)
-        return
-    if head.kind in ("balance", "transactions"):
-        if head.kind == "balance":
+    try:
+        authorize_endpoint(principal, head.kind)
+        await _serve(rt, client, req, headers, head, principal, checked, info, rec, peer_trusted)
+    except HTTPError as err:
+        # SPEC §9: every answer to a limited principal shows its window; one given before
+        # the limiter ran (403, 402, 404, ...) shows it as it stands
+        if principal.rate_limits and not any(n == RATE_LIMIT_HEADER for n, _ in err.headers):
+            err.headers = (*err.headers, *await standing(rt, principal))
+        raise
+
+
+async def _serve(
+    rt: Runtime,
+    client: ClientConnection,
+    req: h11.Request,
+    headers: HeaderList,
+    head: Admitted,
+    principal: Principal,
+    checked: CheckedPayment | None,
+    info: ConnInfo,
+    rec: AccessRecord,
+    peer_trusted: bool,
+) -> None:
+    """Answer an authorized request: an endpoint of ours, or an inference to forward."""
+    cfg = rt.config
+    if head.kind in ("management", "self", "balance", "transactions"):
+        if head.kind == "management":
+            status, answer = await management(rt, client, req, head, principal)
+        elif head.kind == "self":
+            status, answer = await current_key(rt, req.method, principal)
+        elif head.kind == "balance":
             status, answer = await balance(rt, req.method, principal)
         else:
             status, answer = await transactions(rt, req.method, principal, head.target.query)
-        await _send_json(client, rt, rec, status, answer)
+        window = await standing(rt, principal)  # not limited, but shown (SPEC §9)
+        await _send_json(client, rt, rec, status, answer, window)
         return
     if head.kind != "inference" or head.route is None:
         raise NotFound("not found")
@@ -324,10 +347,16 @@ async def _wallet_sign_in(
 
 
 async def _send_json(
-    client: ClientConnection, rt: Runtime, rec: AccessRecord, status: int, obj: object
+    client: ClientConnection,
+    rt: Runtime,
+    rec: AccessRecord,
+    status: int,
+    obj: object,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> None:
     body = json.dumps(obj, separators=(",", ":")).encode()
     headers = [JSON_CONTENT_TYPE, (b"x-request-id", rec.request_id.encode())]
+    headers += [(n.encode(), v.encode()) for n, v in extra]
     if rt.draining.is_set():
         headers.append(CONNECTION_CLOSE)
     await client.send_response(status, headers, body)

@@ -5,8 +5,11 @@ request is forwarded: the principal's limits (its key and tenant, or its wallet)
 checked at once in the runtime's limiter; a refused request is 429 ``rate limit
 exceeded`` with ``Retry-After`` and counts nothing. Every answer to a principal with an
 rpm or rpd limit carries ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (Unix
-seconds) of the window nearest to refusing it. A finished response's input and output
-tokens go to the tpm windows (:func:`record_tokens`) when its usage is known.
+seconds) of the window nearest to refusing it: an answer given before the check (a 403,
+a 402) or by an endpoint that is not limited (``/v1/key``, the management API, the
+balance) shows the window as it stands (:func:`standing`), counting nothing. A finished
+response's input and output tokens go to the tpm windows (:func:`record_tokens`) when
+its usage is known.
 
 The in-memory limiter (sqlite deployments) counts per instance and never blocks, so it
 runs on the event loop. The Redis one (``[state] backend = "redis"``) counts for every
@@ -27,9 +30,17 @@ from aroutd.principal import Principal
 from aroutd.ratelimit import LimiterBackend, Refused, header_values
 from aroutd.shell.runtime import Runtime
 
-__all__ = ["MSG_RATE_LIMITED", "admit", "flush_tokens", "record_tokens"]
+__all__ = [
+    "MSG_RATE_LIMITED",
+    "RATE_LIMIT_HEADER",
+    "admit",
+    "flush_tokens",
+    "record_tokens",
+    "standing",
+]
 
 MSG_RATE_LIMITED = "rate limit exceeded"
+RATE_LIMIT_HEADER = "X-RateLimit-Limit"  # the first of the three
 FLUSH_S = 0.05
 MAX_PENDING_TOKENS = 100_000  # reports held while Redis is away; past it, dropped
 
@@ -58,10 +69,26 @@ async def admit(rt: Runtime, principal: Principal, rec: AccessRecord) -> list[He
     return headers
 
 
+async def standing(rt: Runtime, principal: Principal) -> list[Header]:
+    """The ``X-RateLimit-*`` headers of an answer that counts nothing (one given before the
+    check, or by an endpoint that is not limited): the window as it stands."""
+    if not principal.rate_limits:
+        return []
+    checks, now = principal.rate_limits, rt.wall_clock()
+    if rt.limiter_blocks:
+        try:
+            window = await trio.to_thread.run_sync(rt.limiter.peek, checks, now)
+        except ServiceUnavailable:
+            window = rt.local_limiter.peek(checks, now)
+    else:
+        window = rt.limiter.peek(checks, now)
+    return [] if window is None else _window((window.limit, window.remaining, window.reset))
+
+
 def _window(values: tuple[int, int, int]) -> list[Header]:
     limit, remaining, reset = values
     return [
-        ("X-RateLimit-Limit", str(limit)),
+        (RATE_LIMIT_HEADER, str(limit)),
         ("X-RateLimit-Remaining", str(remaining)),
         ("X-RateLimit-Reset", str(reset)),
     ]

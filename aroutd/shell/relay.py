@@ -76,7 +76,7 @@ async def relay(
             rec.ttfb_ms = round((time.perf_counter() - t0) * 1000, 3)
             rec.status = resp.status
             if resp.status == 101:
-                await _switch(client, resp, rid)
+                await _switch(client, resp, rid, extra)
             else:
                 await _relay_body(
                     client, resp, rid, rec, closing=closing, metering=metering, extra=extra
@@ -128,9 +128,13 @@ async def _relay_body(
         raise Cut() from None
 
 
-async def _switch(client: ClientConnection, resp: UpstreamResponse, rid: str) -> None:
-    """The upstream accepted the WebSocket handshake: so do we, then join the streams."""
+async def _switch(
+    client: ClientConnection, resp: UpstreamResponse, rid: str, extra: Headers
+) -> None:
+    """The upstream accepted the WebSocket handshake: so do we (with ``extra``), then join
+    the streams."""
     head = response_headers(resp.headers, request_id=rid, websocket=True)
+    head += extra
     from_client = await client.switch_protocols(head)
     stream, from_upstream = resp.switch()
     await join(client.stream, stream, from_client, from_upstream)

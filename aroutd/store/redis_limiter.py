@@ -54,7 +54,16 @@ from redis.retry import Retry
 from aroutd.errors import ConfigError, ServiceUnavailable
 from aroutd.ratelimit.nearest import nearest
 from aroutd.ratelimit.ticks import TICKS_PER_S, retry_after_s
-from aroutd.ratelimit.values import Admitted, Decision, Limits, Reason, Refused, Step, Subject
+from aroutd.ratelimit.values import (
+    Admitted,
+    Decision,
+    Limits,
+    Reason,
+    Refused,
+    Step,
+    Subject,
+    Window,
+)
 from aroutd.store.redis import HEALTH_CHECK_S, PREFIX, TIMEOUT_S, redact_url
 
 __all__ = ["RPD", "RPM", "TPM", "TTL_MARGIN_S", "US_PER_S", "RedisLimiter", "connect", "to_us"]
@@ -88,10 +97,8 @@ end
 # KEYS: per check, its rpm, rpd (today's) and tpm keys. ARGV: now (µs), margin (ms), then
 # per check its rpm, rpd and tpm limits (0: none). Returns five integers per limit, in
 # that order: wait (µs, 0: admits), remaining and reset (s) before, remaining and reset
-# after (tpm: zeros). Writes only when every wait is 0.
-CHECK = (
-    _PRELUDE
-    + """
+# after (tpm: zeros). Writes only when every wait is 0; PEEK, the same script, never.
+_CHECK_BODY = """
 local out, writes, refused = {}, {}, false
 local function emit(wait, rb, sb, ra, sa)
   for _, x in ipairs({wait, rb, sb, ra, sa}) do out[#out + 1] = x end
@@ -141,12 +148,13 @@ for c = 0, #KEYS / 3 - 1 do
   if d > 0 then rpd(KEYS[2 + 3 * c], d) end
   if t > 0 then tpm(KEYS[3 + 3 * c], t) end
 end
-if not refused then
+if commit and not refused then
   for _, w in ipairs(writes) do redis.call('SET', w[1], int(w[2]), 'PX', ttl(w[3])) end
 end
 return out
 """
-)
+CHECK = _PRELUDE + "local commit = true\n" + _CHECK_BODY
+PEEK = _PRELUDE + "local commit = false\n" + _CHECK_BODY
 
 # KEYS: the tpm window. ARGV: now (µs), margin (ms), tokens (> 0). TokenWindow.add: drop
 # the buckets that left the window, join the newest bucket when its second is not
@@ -205,7 +213,7 @@ def connect(url: str, *, password: str | None = None) -> redis.Redis:
 class RedisLimiter:
     """:class:`~aroutd.ratelimit.backend.LimiterBackend` on Redis: one script a call."""
 
-    __slots__ = ("_check", "_client", "_margin_ms", "_owned", "_record")
+    __slots__ = ("_check", "_client", "_margin_ms", "_owned", "_peek", "_record")
 
     def __init__(self, client: redis.Redis | str, *, ttl_margin_s: float = TTL_MARGIN_S) -> None:
         self._owned = isinstance(client, str)
@@ -214,9 +222,30 @@ class RedisLimiter:
             raise ValueError(f"ttl_margin_s must be >= 0, not {ttl_margin_s}")
         self._margin_ms = math.ceil(ttl_margin_s * 1000)
         self._check = self._client.register_script(CHECK)
+        self._peek = self._client.register_script(PEEK)
         self._record = self._client.register_script(RECORD_TOKENS)
 
     def check(self, checks: Sequence[tuple[Subject, Limits]], now: float) -> Decision:
+        checked = self._run_checks(self._check, checks, now)
+        if not checked:
+            return Admitted(window=None)
+        worst = max(checked, key=lambda step: step.wait_ticks)  # the first on a tie
+        if worst.wait_ticks > 0:
+            return Refused(
+                reason=worst.reason,
+                subject=worst.subject,
+                retry_after_s=retry_after_s(worst.wait_ticks),
+                window=nearest(checked, admitted=False),
+            )
+        return Admitted(window=nearest(checked, admitted=True))
+
+    def peek(self, checks: Sequence[tuple[Subject, Limits]], now: float) -> Window | None:
+        return nearest(self._run_checks(self._peek, checks, now), admitted=None)
+
+    def _run_checks(
+        self, script: Script, checks: Sequence[tuple[Subject, Limits]], now: float
+    ) -> list[Step]:
+        """Run the check (or peek) script on every limit of ``checks``: their Steps."""
         if len({subject for subject, _ in checks}) != len(checks):
             raise ValueError("a subject is checked twice in one request")
         now_us = to_us(now)
@@ -229,9 +258,8 @@ class RedisLimiter:
             args += [limits.rpm or 0, limits.rpd or 0, limits.tpm or 0]
             steps += _steps(subject, limits)
         if not steps:
-            return Admitted(window=None)
-        numbers = [int(n) for n in self._run(self._check, keys, args)]
-        return _decision(steps, numbers)
+            return []
+        return _checked(steps, [int(n) for n in self._run(script, keys, args)])
 
     def record_tokens(self, subject: Subject, tokens: int, now: float) -> None:
         if tokens < 0:
@@ -263,11 +291,10 @@ def _steps(subject: Subject, limits: Limits) -> list[tuple[Reason, Subject, int]
     return steps
 
 
-def _decision(steps: list[tuple[Reason, Subject, int]], numbers: list[int]) -> Decision:
-    """The Decision from the script's five numbers per limit, as ``Limiter.check`` makes
-    it: refused by the longest wait (the first checked on a tie), else admitted. (The
+def _checked(steps: list[tuple[Reason, Subject, int]], numbers: list[int]) -> list[Step]:
+    """The Steps of the script's five numbers per limit, as ``Limiter`` makes them (the
     remaining after, the fourth number, is the remaining before less one when admitted:
-    ``nearest`` derives it.)"""
+    ``nearest`` derives it)."""
     checked: list[Step] = []
     for i, (reason, subject, limit) in enumerate(steps):
         wait, rem_before, reset_before, _, reset_after = numbers[5 * i : 5 * i + 5]
@@ -284,12 +311,4 @@ def _decision(steps: list[tuple[Reason, Subject, int]], numbers: list[int]) -> D
                 reset_after_s=reset_after if shown else 0,
             )
         )
-    worst = max(checked, key=lambda step: step.wait_ticks)  # the first on a tie
-    if worst.wait_ticks > 0:
-        return Refused(
-            reason=worst.reason,
-            subject=worst.subject,
-            retry_after_s=retry_after_s(worst.wait_ticks),
-            window=nearest(checked, admitted=False),
-        )
-    return Admitted(window=nearest(checked, admitted=True))
+    return checked
