@@ -67,7 +67,8 @@ def test_socket_activation_replaces_listen(tmp_path: Path) -> None:
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     port = listener.getsockname()[1]
-    cfg = write_config(tmp_path, 9, Keys())  # its listen is 127.0.0.1:0, never used here
+    cfg = write_config(tmp_path, 9, Keys())
+    cfg.write_text(_empty_listen(cfg.read_text()))  # systemd's sockets are all it has
     fd = listener.fileno()
     # what systemd does: the socket at descriptor 3, LISTEN_PID = the pid that execs aroutd
     launch = (
@@ -89,6 +90,28 @@ def test_socket_activation_replaces_listen(tmp_path: Path) -> None:
         assert (r.status_code, r.json()) == (200, {"status": "ok"})
     finally:
         assert proc.stop() == 0
+
+
+def _empty_listen(config: str) -> str:
+    lines = config.splitlines(keepends=True)
+    [at] = [i for i, line in enumerate(lines) if line.startswith("listen = ")]
+    lines[at] = "listen = []\n"
+    return "".join(lines)
+
+
+def test_an_empty_listen_without_systemds_sockets_is_refused_at_start(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, 9, Keys())
+    cfg.write_text(_empty_listen(cfg.read_text()))
+    out = subprocess.run(
+        [sys.executable, "-m", "aroutd", "serve", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in ENV.items() if not k.startswith("LISTEN_")},
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert '"event":"config_error"' in out.stderr
+    assert "server.listen: empty, and systemd passed no sockets" in out.stderr
 
 
 @pytest.mark.parametrize(

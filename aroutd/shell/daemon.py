@@ -47,6 +47,9 @@ __all__ = ["Bound", "reload_keys", "run", "serve"]
 ACCEPT_ERROR_PAUSE_S = 0.1  # EMFILE and friends: breathe instead of spinning
 ADMIN_MAX_CONNECTIONS = 64  # the admin listener's own limit (operators and scrapers)
 RELOAD_SWITCH_INTERVAL_S = 0.0005  # the GIL switch interval while a reload parses
+MSG_NOTHING_TO_LISTEN_ON = (
+    "server.listen: empty, and systemd passed no sockets (LISTEN_FDS): nothing to serve on"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +293,8 @@ async def _serve_with_signals(
         activated = listen_sockets()
         if activated:
             api = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in activated]
+        elif not cfg.server.listen:  # valid only for a unit whose sockets systemd passes
+            raise ConfigError([MSG_NOTHING_TO_LISTEN_ON])
         else:
             api = await _open_listeners(cfg, cfg.server.listen)
         opened += api
