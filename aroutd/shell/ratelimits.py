@@ -22,6 +22,9 @@ instance, as on sqlite).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import trio
 
 from aroutd.accesslog import AccessRecord
@@ -45,6 +48,7 @@ FLUSH_S = 0.05
 MAX_PENDING_TOKENS = 100_000  # reports held while Redis is away; past it, dropped
 
 Header = tuple[str, str]
+T = TypeVar("T")
 
 
 async def admit(rt: Runtime, principal: Principal, rec: AccessRecord) -> list[Header]:
@@ -52,13 +56,7 @@ async def admit(rt: Runtime, principal: Principal, rec: AccessRecord) -> list[He
     if not principal.rate_limits:
         return []
     checks, now = principal.rate_limits, rt.wall_clock()
-    if rt.limiter_blocks:
-        try:
-            decision = await trio.to_thread.run_sync(rt.limiter.check, checks, now)
-        except ServiceUnavailable:  # Redis away: this instance counts on its own meanwhile
-            decision = rt.local_limiter.check(checks, now)
-    else:
-        decision = rt.limiter.check(checks, now)
+    decision = await _on_limiter(rt, lambda limiter: limiter.check(checks, now))
     values = header_values(decision)
     headers = [] if values is None else _window(values)
     if isinstance(decision, Refused):
@@ -75,14 +73,20 @@ async def standing(rt: Runtime, principal: Principal) -> list[Header]:
     if not principal.rate_limits:
         return []
     checks, now = principal.rate_limits, rt.wall_clock()
-    if rt.limiter_blocks:
-        try:
-            window = await trio.to_thread.run_sync(rt.limiter.peek, checks, now)
-        except ServiceUnavailable:
-            window = rt.local_limiter.peek(checks, now)
-    else:
-        window = rt.limiter.peek(checks, now)
+    window = await _on_limiter(rt, lambda limiter: limiter.peek(checks, now))
     return [] if window is None else _window((window.limit, window.remaining, window.reset))
+
+
+async def _on_limiter(rt: Runtime, call: Callable[[LimiterBackend], T]) -> T:
+    """``call`` on the runtime's limiter: the in-memory one on the event loop, a Redis one
+    in a worker thread; while Redis does not answer, this instance's own in-memory one
+    (it counts on its own meanwhile)."""
+    if not rt.limiter_blocks:
+        return call(rt.limiter)
+    try:
+        return await trio.to_thread.run_sync(call, rt.limiter)
+    except ServiceUnavailable:
+        return call(rt.local_limiter)
 
 
 def _window(values: tuple[int, int, int]) -> list[Header]:
