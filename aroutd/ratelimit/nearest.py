@@ -6,10 +6,10 @@ rpm and rpd limits that applied, across every subject (key, tenant, wallet), the
 with the fewest requests remaining is shown; a tie goes to the smaller limit, then to
 the first checked (the key before its tenant). Remaining is after this request when
 it was admitted, 0 when it was refused, and as it stands for an answer that counted
-nothing (one given before the check, or by an endpoint that is not limited: its
-window is peeked at). Reset is in Unix seconds: for rpm when the
-bucket is full again (rounded up), for rpd the next 00:00 UTC. tpm limits have no
-such headers. Pure functions; the shell formats the integers.
+nothing (one given before the check, or by an endpoint that is not limited: its window
+is peeked at). Reset is in Unix seconds: for rpm when the bucket is full again (rounded
+up), for rpd the next 00:00 UTC. tpm limits have no such headers. Pure functions; the
+shell formats the integers.
 """
 
 from __future__ import annotations
