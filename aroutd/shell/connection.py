@@ -168,8 +168,9 @@ class ClientConnection:
                 raise ClientGone()
 
     def body_pending(self) -> bool:
-        """True when the client may still be sending this request's body."""
-        return self.conn.their_state is h11.SEND_BODY
+        """True when the client may still be sending this request's body, or broke it off
+        (malformed, or closed before its end): either way the connection cannot go on."""
+        return self.conn.their_state in (h11.SEND_BODY, h11.ERROR)
 
     async def discard_body(self, limit: int) -> None:
         """Read and drop up to ``limit`` body bytes so the connection can be reused.
@@ -181,7 +182,10 @@ class ClientConnection:
             return
         size = 0
         while self.conn.their_state is h11.SEND_BODY and size <= limit:
-            event = await self._next_event()
+            try:
+                event = await self._next_event()
+            except HTTPError:  # a body we were only dropping broke off: so does the connection
+                return
             if isinstance(event, h11.Data):
                 size += len(event.data)
             elif not isinstance(event, h11.EndOfMessage):
