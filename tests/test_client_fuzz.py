@@ -23,6 +23,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ from hypothesis import strategies as st
 
 from aroutd.keytable.table import parse_keytable
 from aroutd.shell.admin import handle_admin
+from aroutd.shell.files import wallet_tokens
 from aroutd.shell.handler import ConnInfo, handle_request
 from aroutd.shell.runtime import Runtime
 from aroutd.shell.server import Handler, serve_connection
@@ -53,6 +55,7 @@ class FuzzKeys(Keys):
     """The usual table and ``limited`` (rpm and rpd so high they never refuse)."""
 
     limited: str = ""
+    wallet: str = ""  # a wallet JWT, issued once the runtime is built
 
     def __post_init__(self) -> None:
         self.limited = self.limited or new_key()
@@ -64,8 +67,8 @@ class FuzzKeys(Keys):
         )
 
     def secrets(self) -> list[bytes]:
-        keys = (self.api, self.narrow, self.mgmt, self.disabled, self.expired, self.limited)
-        return [k.encode() for k in keys]
+        keys = [self.api, self.narrow, self.mgmt, self.disabled, self.expired, self.limited]
+        return [k.encode() for k in [*keys, self.wallet]]
 
 
 @dataclass
@@ -83,7 +86,9 @@ async def bench(tmp: Path) -> AsyncIterator[Bench]:
         keys = FuzzKeys()
         cfg = make_config(tmp, up.port, keys, header_timeout_s=2.0, body_timeout_s=2.0)
         table = parse_keytable(keys.table(), path=tmp / "keys.toml")
-        rt = Runtime.build(cfg, table, SqliteStore.open(tmp / "state.db"), None)
+        rt = Runtime.build(cfg, table, SqliteStore.open(tmp / "state.db"), wallet_tokens(cfg))
+        assert rt.tokens is not None
+        keys.wallet = rt.tokens.issue(WALLET, datetime.now(UTC))
         try:
             yield Bench(rt, keys, up)
         finally:
@@ -130,9 +135,13 @@ TARGETS = [
     b"*",
     b"http://evil/v1/chat/completions",
     b"/v1/chat/completions#frag",
+    b"/v1/x402/auth",
+    b"/api/v1/keys/" + b"ab" * 32,
+    b"/api/v1/transactions?offset=-1&page_size=99999999999",
 ]
 VERSIONS = [b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.1x", b""]
-WHO = ["api", "narrow", "mgmt", "disabled", "expired", "limited", "bogus"]
+WHO = ["api", "narrow", "mgmt", "disabled", "expired", "limited", "wallet", "bogus"]
+WALLET = "eip155:8453:0x" + "1234567890" * 4
 HEADER_LINES = [
     b"Host: t",
     b"Host: t",
@@ -159,6 +168,10 @@ HEADER_LINES = [
     b"Bad Header: x",
     b"X: \x00\x7f",
     b"X-Long: " + b"a" * 70_000,
+    b"SIGN-IN-WITH-X: e30=",  # {}
+    b"SIGN-IN-WITH-X: !!!",
+    b"PAYMENT-SIGNATURE: eyJ4NDAyVmVyc2lvbiI6Mn0=",  # {"x402Version":2}
+    b"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.x",  # a JWT that is not ours
 ]
 CREDENTIALS = [b"Authorization: Bearer KEY", b"X-Api-Key: KEY", b"X-Goog-Api-Key: KEY"]
 
@@ -175,6 +188,8 @@ BODIES = st.one_of(
     st.just(b'{"model":"gpt-4o-mini","model":"gpt-4o"}'),  # two models
     st.just(b"5\r\nhello\r\n0\r\n\r\n"),
     st.just(b"ffffffffffffffffff\r\n"),
+    st.builds(lambda v: json.dumps(v).encode(), _json),  # management-API-shaped or not
+    st.just(b'{"name":"x","rpm_limit":1e999,"limit":-1,"allowed_models":[null]}'),
     st.binary(max_size=64),
 )
 
